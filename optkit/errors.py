@@ -1,0 +1,38 @@
+"""The error hierarchy: every failure a user can cause maps to one of these, with a message
+that names the file, node, op or option at fault. The CLI prints them without a traceback."""
+
+
+class OptkitError(Exception):
+    """Base of all errors optkit reports to a user."""
+
+
+class ModelLoadError(OptkitError):
+    """A model file is missing, unreadable, not ONNX, truncated or invalid."""
+
+
+class OptionError(OptkitError):
+    """A command-line option, pass option, shape spec or pass spec is malformed or unknown."""
+
+
+class UnknownNameError(OptionError):
+    """A pass, pipeline, target or model name that is not registered."""
+
+    def __init__(self, kind: str, name: str, valid: list[str]):
+        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        super().__init__(f"unknown {kind} '{name}'; valid {kind}s: {', '.join(self.valid) or '(none)'}")
+
+
+class PassFailedError(OptkitError):
+    """A pass raised, or produced a model the manager's verification rejected."""
+
+    def __init__(self, pass_name: str, message: str):
+        self.pass_name = pass_name
+        super().__init__(f"pass '{pass_name}': {message}")
+
+
+class CompileError(OptkitError):
+    """TVM could not import or build the model (unsupported op, missing cross compiler, ...)."""
+
+
+class ArtifactError(OptkitError):
+    """An artifact directory is missing, incomplete or built for another machine."""

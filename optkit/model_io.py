@@ -1,0 +1,52 @@
+"""Loading and saving ONNX models with errors that say what is wrong with which file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from .atomic import atomic_file
+from .errors import ModelLoadError
+
+
+def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
+    """Read and validate an ONNX file. The file is only read, never modified."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: not a file")
+    data = path.read_bytes()
+    if not data:
+        raise ModelLoadError(f"{path}: file is empty, not an ONNX model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a valid ONNX protobuf (truncated or not ONNX): {exc}") from exc
+    if not model.graph.node and not model.graph.output:
+        raise ModelLoadError(f"{path}: parsed as protobuf but holds no ONNX graph (not an ONNX model?)")
+    if model.graph.initializer and any(t.data_location == onnx.TensorProto.EXTERNAL
+                                       for t in model.graph.initializer):
+        onnx.load_external_data_for_model(model, str(path.parent))
+    if check:
+        check_model(model, str(path))
+    return model
+
+
+def check_model(model: onnx.ModelProto, where: str) -> None:
+    """Run the ONNX checker (with strict shape inference) and name `where` on failure."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()
+        raise ModelLoadError(f"{where}: fails the ONNX checker: {' '.join(first[:3])}") from exc
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Serialize atomically and deterministically (same model, same bytes)."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(model.SerializeToString(deterministic=True))

@@ -1,0 +1,86 @@
+"""The pass contract: what a pass declares, what it receives and what it returns."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import onnx
+
+from .errors import OptionError
+
+CalibrationProvider = Callable[[], Iterable[dict[str, np.ndarray]]]
+
+
+@dataclass
+class PassContext:
+    """What every pass may read: the target it optimizes for, its options, calibration data, a seed.
+
+    Calibration data is a callable so that it is produced only by the passes that need it.
+    """
+
+    target: Any = None
+    seed: int = 0
+    calibration: CalibrationProvider | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("optkit"))
+
+
+@dataclass
+class PassResult:
+    model: onnx.ModelProto
+    changed: bool
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PassOption:
+    """One typed option of a pass, as written in a pass spec: `name{option=value}`."""
+
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+class Pass:
+    """Base class of every optkit pass.
+
+    Subclasses set `name`, `exact` (the manager then checks outputs numerically against the input
+    model with onnxruntime) and `options`, and implement `run`. `run` must not modify the model it
+    is given: it works on a copy (see `copy_model`) and returns the new model.
+    """
+
+    name: ClassVar[str] = ""
+    exact: ClassVar[bool] = True
+    options: ClassVar[dict[str, PassOption]] = {}
+    summary: ClassVar[str] = ""
+
+    def __init__(self, **options: Any):
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "(none)"
+            raise OptionError(f"pass '{self.name}': unknown option(s) {', '.join(unknown)}; valid: {valid}")
+        self.config: dict[str, Any] = {}
+        for key, opt in self.options.items():
+            value = options.get(key, opt.default)
+            if isinstance(value, str) and opt.type is not str:
+                try:
+                    value = opt.type(value)
+                except (TypeError, ValueError) as exc:
+                    raise OptionError(f"pass '{self.name}': bad value {value!r} for option '{key}': {exc}") from exc
+            self.config[key] = value
+
+    def run(self, model: onnx.ModelProto, ctx: PassContext) -> PassResult:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.config.items() if v != self.options[k].default)
+        return f"{self.name}{{{opts}}}" if opts else self.name
+
+
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out

@@ -1,0 +1,2 @@
+"""optkit's built-in passes. Each module holds one pass; they are registered through the
+`optkit.passes` entry-point group in pyproject.toml, exactly like a third-party pass."""

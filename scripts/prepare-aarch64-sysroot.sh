@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Prepare (once) and cache an AArch64 user-mode sysroot in which `optkit run --emulate` runs
+# AArch64 TVM artifacts under qemu-aarch64-static: Debian's arm64 Python plus aarch64 wheels of
+# the TVM runtime and numpy. Idempotent: an existing, complete sysroot is reused.
+#
+# usage: scripts/prepare-aarch64-sysroot.sh [DEST]   (default: ${OPTKIT_AARCH64_SYSROOT:-~/.cache/optkit/aarch64-sysroot})
+set -euo pipefail
+
+dest="${1:-${OPTKIT_AARCH64_SYSROOT:-$HOME/.cache/optkit/aarch64-sysroot}}"
+here="$(cd "$(dirname "$0")" && pwd)"
+python_bin="${PYTHON:-python3}"
+if [ -f "$dest/.complete" ]; then
+  echo "aarch64 sysroot already prepared at $dest"
+  exit 0
+fi
+
+need_root() { if [ "$(id -u)" != 0 ]; then echo "sudo"; fi; }
+SUDO="$(need_root)"
+
+if ! command -v qemu-aarch64-static >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-user-static
+fi
+
+# Debian arm64 packages for a minimal Python 3.11 (the same Python minor version as the wheels below).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+fi
+$SUDO apt-get update -qq
+debs=(libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 libzstd1
+      libcrypt1 libuuid1 libsqlite3-0 libtinfo6 libncursesw6 libreadline8 libnsl2 libtirpc3
+      libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2 libdb5.3 libmpdec3
+      python3.11-minimal libpython3.11-minimal libpython3.11-stdlib)
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && apt-get download -qq "${debs[@]/%/:arm64}")
+mkdir -p "$work/root"
+for deb in "$work"/*.deb; do dpkg -x "$deb" "$work/root"; done
+
+# aarch64 wheels of the runtime stack, at the versions installed on the host.
+ver() { "$python_bin" -c "import importlib.metadata as m; print(m.version('$1'))"; }
+mkdir -p "$work/wheels" "$work/root/opt/optkit-site"
+"$python_bin" -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+  --platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 \
+  --platform manylinux2014_aarch64 -d "$work/wheels" \
+  "apache-tvm==$(ver apache-tvm)" "apache-tvm-ffi==$(ver apache-tvm-ffi)" \
+  "numpy==$(ver numpy)" "ml_dtypes==$(ver ml_dtypes)" typing_extensions psutil cloudpickle
+for whl in "$work/wheels"/*.whl; do
+  "$python_bin" -m zipfile -e "$whl" "$work/root/opt/optkit-site"
+done
+cp "$here/emulated_runner.py" "$work/root/opt/optkit-site/" 2>/dev/null || true
+
+mkdir -p "$(dirname "$dest")"
+rm -rf "$dest"
+mv "$work/root" "$dest"
+touch "$dest/.complete"
+echo "aarch64 sysroot ready at $dest"

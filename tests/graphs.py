@@ -1,0 +1,116 @@
+"""Tiny hand-built ONNX graphs for tests, including the awkward cases passes must survive."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def init(name: str, value) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def rand(rng, *shape, scale=0.5):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def make(nodes, inputs, outputs, inits, name="g", opset=OPSET) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def fin(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def bn_inits(rng, prefix: str, c: int):
+    return [init(f"{prefix}_g", rng.uniform(0.5, 1.5, c).astype(np.float32)),
+            init(f"{prefix}_b", rand(rng, c)),
+            init(f"{prefix}_m", rand(rng, c)),
+            init(f"{prefix}_v", rng.uniform(0.5, 2.0, c).astype(np.float32))]
+
+
+def bn_node(prefix: str, x: str, y: str):
+    return helper.make_node("BatchNormalization", [x, f"{prefix}_g", f"{prefix}_b", f"{prefix}_m", f"{prefix}_v"],
+                            [y], name=prefix, epsilon=1e-3)
+
+
+def conv_bn_net(seed: int = 0, dynamic_batch: bool = True) -> onnx.ModelProto:
+    """Conv (no bias) → BN feeding two consumers; grouped conv with bias → BN; ConvTranspose → BN;
+    Flatten → Gemm → BN. Dynamic batch by default."""
+    rng = np.random.default_rng(seed)
+    n = "N" if dynamic_batch else 1
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv_nobias", pads=[1, 1, 1, 1]),
+        bn_node("bn1", "c1", "b1"),
+        helper.make_node("Relu", ["b1"], ["r1"], name="relu1"),
+        helper.make_node("Sigmoid", ["b1"], ["s1"], name="sig1"),  # BN output read twice
+        helper.make_node("Mul", ["r1", "s1"], ["m1"], name="mul1"),
+        helper.make_node("Conv", ["m1", "w2", "bias2"], ["c2"], name="conv_grouped", group=2, pads=[1, 1, 1, 1],
+                         strides=[2, 2]),
+        bn_node("bn2", "c2", "b2"),
+        helper.make_node("ConvTranspose", ["b2", "wt", "biast"], ["ct"], name="deconv", group=2, strides=[2, 2],
+                         pads=[0, 0, 1, 1], output_padding=[1, 1]),
+        bn_node("bn3", "ct", "y"),
+        helper.make_node("GlobalAveragePool", ["b2"], ["gp"], name="gap"),
+        helper.make_node("Flatten", ["gp"], ["fl"], name="flat"),
+        helper.make_node("Gemm", ["fl", "wg", "bg"], ["gm"], name="gemm", transB=1, alpha=0.7, beta=1.3),
+        bn_node("bn4", "gm", "z"),
+    ]
+    inits = [init("w1", rand(rng, 8, 3, 3, 3)), *bn_inits(rng, "bn1", 8),
+             init("w2", rand(rng, 8, 4, 3, 3)), init("bias2", rand(rng, 8)), *bn_inits(rng, "bn2", 8),
+             init("wt", rand(rng, 8, 3, 3, 3)), init("biast", rand(rng, 6)), *bn_inits(rng, "bn3", 6),
+             init("wg", rand(rng, 5, 8)), init("bg", rand(rng, 5)), *bn_inits(rng, "bn4", 5)]
+    return make(nodes, [fin("x", [n, 3, 16, 16])], [fin("y", [n, 6, None, None]), fin("z", [n, 5])], inits)
+
+
+def resize_shape_chain_net(seed: int = 0) -> onnx.ModelProto:
+    """Fully dynamic input; Resize sizes computed by a Shape → Slice → Mul → Concat chain, and a
+    Reshape whose target comes from Shape; plus a dead branch."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Shape", ["c"], ["sh"], name="shape"),
+        helper.make_node("Slice", ["sh", "st", "en"], ["hw"], name="slice_hw"),
+        helper.make_node("Mul", ["hw", "two"], ["hw2"], name="double"),
+        helper.make_node("Slice", ["sh", "zero", "st"], ["nc"], name="slice_nc"),
+        helper.make_node("Concat", ["nc", "hw2"], ["sizes"], name="concat_sizes", axis=0),
+        helper.make_node("Resize", ["c", "", "", "sizes"], ["up"], name="resize", mode="nearest"),
+        helper.make_node("Shape", ["up"], ["sh_up"], name="shape_up"),
+        helper.make_node("Slice", ["sh_up", "zero", "st"], ["nc_up"], name="slice_nc_up"),
+        helper.make_node("Concat", ["nc_up", "minus1"], ["target"], name="concat_target", axis=0),
+        helper.make_node("Reshape", ["up", "target"], ["y"], name="reshape"),
+        helper.make_node("Neg", ["c"], ["dead"], name="dead_neg"),
+    ]
+    inits = [init("w", rand(rng, 4, 3, 3, 3)), init("st", np.array([2], np.int64)),
+             init("en", np.array([4], np.int64)), init("two", np.array([2, 2], np.int64)),
+             init("zero", np.array([0], np.int64)), init("minus1", np.array([-1], np.int64)),
+             init("unused", rand(rng, 7))]
+    return make(nodes, [fin("x", ["N", 3, "H", "W"])], [fin("y", ["N", 4, None])], inits)
+
+
+def small_convnet(seed: int = 0, h: int = 24, w: int = 32) -> onnx.ModelProto:
+    """A small static conv net (conv/bn/relu/depthwise/concat/resize/softmax) for compile tests."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
+        bn_node("bn1", "c1", "n1"),
+        helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "wd"], ["d1"], name="dw", pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Conv", ["d1", "w2", "b2"], ["c2"], name="pw", dilations=[2, 2], pads=[2, 2, 2, 2]),
+        helper.make_node("Concat", ["r1", "c2"], ["cat"], name="cat", axis=1),
+        helper.make_node("Conv", ["cat", "w3", "b3"], ["c3"], name="head"),
+        helper.make_node("Resize", ["c3", "", "scales"], ["up"], name="up", mode="linear"),
+        helper.make_node("Softmax", ["up"], ["y"], name="softmax", axis=1),
+    ]
+    inits = [init("w1", rand(rng, 8, 3, 3, 3)), init("b1", rand(rng, 8)), *bn_inits(rng, "bn1", 8),
+             init("wd", rand(rng, 8, 1, 3, 3)), init("w2", rand(rng, 8, 8, 3, 3)), init("b2", rand(rng, 8)),
+             init("w3", rand(rng, 4, 16, 1, 1)), init("b3", rand(rng, 4)),
+             init("scales", np.array([1, 1, 2, 2], np.float32))]
+    return make(nodes, [fin("x", [1, 3, h, w])], [fin("y", [1, 4, h, w])], inits)
