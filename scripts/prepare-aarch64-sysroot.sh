@@ -29,7 +29,7 @@ fi
 $SUDO apt-get update -qq
 debs=(libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 libzstd1
       libcrypt1 libuuid1 libsqlite3-0 libtinfo6 libncursesw6 libreadline8 libnsl2 libtirpc3
-      libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2 libdb5.3 libmpdec3
+      libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2 libdb5.3
       python3.11-minimal libpython3.11-minimal libpython3.11-stdlib)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -48,7 +48,6 @@ mkdir -p "$work/wheels" "$work/root/opt/optkit-site"
 for whl in "$work/wheels"/*.whl; do
   "$python_bin" -m zipfile -e "$whl" "$work/root/opt/optkit-site"
 done
-cp "$here/emulated_runner.py" "$work/root/opt/optkit-site/" 2>/dev/null || true
 
 mkdir -p "$(dirname "$dest")"
 rm -rf "$dest"

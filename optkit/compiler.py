@@ -1,0 +1,176 @@
+"""The compiler driver: ONNX → optkit passes → TVM Relax → build for a target → exported artifact."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from . import __version__
+from .artifact import OPTIMIZED_ONNX, deterministic_tar, write_manifest
+from .atomic import atomic_directory
+from .errors import CompileError
+from .instruments import Instrument, PassRecord
+from .manager import PassManager
+from .model_io import load_model
+from .numerics import input_specs, output_specs
+from .pass_base import PassContext
+from .pass_spec import build_passes
+from .shapes import format_shape
+from .targets import Target
+
+DEFAULT_PIPELINE = "mobile"
+
+# What a Mac, a phone or this machine can do with each export format.
+LIBRARY_KINDS = {
+    ("so", "host"): ("model.so", "shared object for this host; load with tvm.runtime.load_module"),
+    ("so", "aarch64"): ("model.so", "AArch64 ELF shared object; load with the TVM runtime on the device"),
+    ("tar", "arm64-apple"): ("model.tar", "tar.gz of Mach-O arm64 object files; link into the iOS app on a "
+                                          "Mac (Xcode/ld64) together with the TVM runtime: Linux cannot link it"),
+}
+
+CROSS_COMPILER_HINT = {
+    "aarch64-linux-gnu-gcc": "install it with: apt-get install gcc-aarch64-linux-gnu",
+}
+
+
+@dataclass
+class CompileResult:
+    directory: Path
+    manifest: dict[str, Any]
+    records: list[PassRecord]
+
+
+def versions() -> dict[str, str]:
+    def v(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    return {"optkit": __version__, "tvm": v("apache-tvm"), "tvm_ffi": v("apache-tvm-ffi"), "onnx": v("onnx"),
+            "onnxruntime": v("onnxruntime"), "onnxsim": v("onnxsim")}
+
+
+def check_static_inputs(model: onnx.ModelProto, where: str) -> dict[str, list[int]]:
+    shapes = {}
+    for spec in input_specs(model):
+        if not spec.shape or any(not isinstance(d, int) or d <= 0 for d in spec.shape):
+            raise CompileError(
+                f"{where}: input '{spec.name}' has dynamic or unknown dims {list(spec.shape)}; TVM needs fixed "
+                f"sizes: pass --input-shape {spec.name}:{format_shape(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)}"
+                f" (or add specialize-input to the passes)")
+        shapes[spec.name] = list(spec.shape)
+    return shapes
+
+
+def check_supported_ops(model: onnx.ModelProto, where: str) -> None:
+    """Name the first node whose op TVM's ONNX frontend cannot import, before a long import fails."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    supported = set(onnx_frontend._get_convert_map()) | {"If", "Constant"}
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in supported:
+            domain = f" (domain '{node.domain}')" if node.domain else ""
+            raise CompileError(f"{where}: op {node.op_type}{domain} of node '{node.name or node.output[0]}' "
+                               f"cannot be imported by TVM {versions()['tvm']}'s ONNX frontend")
+
+
+def to_relax(model: onnx.ModelProto, where: str):
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    shapes = check_static_inputs(model, where)
+    check_supported_ops(model, where)
+    dtypes = {s.name: str(s.dtype) for s in input_specs(model)}
+    try:
+        mod = from_onnx(model, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
+    except Exception as exc:
+        raise CompileError(f"{where}: TVM could not import the model: {type(exc).__name__}: {exc}") from exc
+    mod = relax.transform.DecomposeOpsForInference()(mod)
+    return mod
+
+
+def build(mod, target: Target, tuning_db: str | None = None):
+    """Lower and build a Relax module for the target."""
+    import tvm
+    from tvm import relax
+
+    tvm_target = tvm.target.Target(target.tvm_target_dict())
+    with tvm_target:
+        mod = relax.get_pipeline("zero")(mod)
+    if tuning_db:
+        raise CompileError("--tuning-db: tuned builds are not available yet in this optkit version")
+    try:
+        return tvm.compile(mod, target=tvm_target)
+    except Exception as exc:
+        raise CompileError(f"TVM build for target '{target.name}' failed: {type(exc).__name__}: {exc}") from exc
+
+
+def export(executable, target: Target, directory: Path) -> tuple[str, str]:
+    key = (target.export_format, target.arch)
+    if key not in LIBRARY_KINDS:
+        raise CompileError(f"target '{target.name}': no export for format {target.export_format} on {target.arch}")
+    filename, description = LIBRARY_KINDS[key]
+    kwargs: dict[str, Any] = {}
+    if target.export_format == "tar":
+        kwargs["fcompile"] = deterministic_tar
+    elif target.cross_compiler:
+        if shutil.which(target.cross_compiler) is None:
+            hint = CROSS_COMPILER_HINT.get(target.cross_compiler, "install it and put it on PATH")
+            raise CompileError(f"target '{target.name}' needs the cross compiler '{target.cross_compiler}', "
+                               f"which is not on PATH; {hint}")
+        from tvm.support import cc
+
+        kwargs["fcompile"] = cc.cross_compiler(target.cross_compiler)
+    try:
+        executable.export_library(str(directory / filename), **kwargs)
+    except Exception as exc:
+        raise CompileError(f"exporting for target '{target.name}' failed: {exc}") from exc
+    return filename, description
+
+
+def _tensor_list(specs) -> list[dict[str, Any]]:
+    return [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in specs]
+
+
+def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | os.PathLike,
+                  passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
+                  tuning_db: str | None = None, instruments: list[Instrument] | None = None) -> CompileResult:
+    """Optimize, build and export; the directory appears only if every step succeeded."""
+    model_path = Path(model_path)
+    model = load_model(model_path)
+    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
+    pass_list = build_passes(spec) if spec else []
+    optimized, records = PassManager(pass_list, instruments).run(model, PassContext(target=target, seed=seed))
+    mod = to_relax(optimized, f"{model_path} (after passes)")
+    executable = build(mod, target, tuning_db)
+    with atomic_directory(out_dir) as tmp:
+        library, description = export(executable, target, tmp)
+        (tmp / OPTIMIZED_ONNX).write_bytes(optimized.SerializeToString(deterministic=True))
+        manifest = {
+            "format": "optkit-artifact/1",
+            "versions": versions(),
+            "source_model": {"file": model_path.name, "sha256": _sha256_bytes(model_path.read_bytes())},
+            "target": {**target.as_dict(), "path": Path(target.path).name, "tvm_resolved": target.tvm_target_dict()},
+            "passes": [r.as_dict() for r in records],
+            "pass_spec": spec,
+            "inputs": _tensor_list(input_specs(optimized)),
+            "outputs": _tensor_list(output_specs(optimized)),
+            "library": {"file": library, "kind": description, "export_format": target.export_format},
+            "optimized_onnx": OPTIMIZED_ONNX,
+            "tuning": {"database": None, "status": "untuned"},
+        }
+        write_manifest(tmp, manifest)
+    return CompileResult(Path(out_dir), manifest, records)
+
+
+def _sha256_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,54 @@
+"""Run a compiled Relax artifact: load the library, feed inputs in the manifest's order, return outputs.
+
+This file depends on tvm and numpy only, so the same code runs natively and, as a script, under
+qemu in the AArch64 sysroot:  python vm_runner.py LIB INPUTS.npz OUTPUTS.npz
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def run_library(lib_path: str, inputs: list, threads: int = 0) -> list:
+    """Run `main` of the compiled module at lib_path on numpy inputs (in graph-input order)."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    if threads:
+        configure_threads(threads)
+    lib = tvm.runtime.load_module(lib_path)
+    vm = relax.VirtualMachine(lib, tvm.cpu())
+    result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
+    return [np.asarray(r.numpy()) for r in flatten(result)]
+
+
+def flatten(result) -> list:
+    if hasattr(result, "numpy"):
+        return [result]
+    out = []
+    for item in result:
+        out.extend(flatten(item))
+    return out
+
+
+def configure_threads(threads: int) -> None:
+    """Size TVM's runtime thread pool explicitly (0 = one thread per core)."""
+    import tvm
+
+    tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
+
+
+def _main(argv: list[str]) -> int:
+    import numpy as np
+
+    lib_path, inputs_path, outputs_path = argv[1:4]
+    with np.load(inputs_path) as data:
+        inputs = [data[f"arr_{k}"] for k in range(len(data.files))]
+    outputs = run_library(lib_path, inputs)
+    np.savez(outputs_path, *outputs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

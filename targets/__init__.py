@@ -1,0 +1,1 @@
+"""Device descriptions, one TOML file per target. Adding a device is adding a file here."""
