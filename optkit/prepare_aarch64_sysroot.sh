@@ -3,11 +3,11 @@
 # AArch64 TVM artifacts under qemu-aarch64-static: Debian's arm64 Python plus aarch64 wheels of
 # the TVM runtime and numpy. Idempotent: an existing, complete sysroot is reused.
 #
-# usage: scripts/prepare-aarch64-sysroot.sh [DEST]   (default: ${OPTKIT_AARCH64_SYSROOT:-~/.cache/optkit/aarch64-sysroot})
+# usage: optkit emulator setup [DEST]     or: bash prepare_aarch64_sysroot.sh [DEST]
+# DEST defaults to ${OPTKIT_AARCH64_SYSROOT:-~/.cache/optkit/aarch64-sysroot}
 set -euo pipefail
 
 dest="${1:-${OPTKIT_AARCH64_SYSROOT:-$HOME/.cache/optkit/aarch64-sysroot}}"
-here="$(cd "$(dirname "$0")" && pwd)"
 python_bin="${PYTHON:-python3}"
 if [ -f "$dest/.complete" ]; then
   echo "aarch64 sysroot already prepared at $dest"

@@ -1,0 +1,253 @@
+"""The `optkit` command line. Every user error is reported as one line naming what is wrong; no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .atomic import atomic_file
+from .errors import OptionError, OptkitError
+
+# Wide enough for the pass tables when output is a file or a CI log; markup off so names print as they are.
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 150)
+
+
+class OptkitGroup(click.Group):
+    """Turns OptkitError into `optkit: error: ...` and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OptkitError as exc:
+            click.echo(f"optkit: error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=OptkitGroup)
+@click.version_option(__version__, prog_name="optkit")
+@click.option("-v", "--verbose", is_flag=True, help="Log what each pass does.")
+def main(verbose: bool) -> None:
+    """optkit: optimize, compile and check mobile vision models."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+
+def _pass_table(records, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "pass", "changed", "nodes", "params", "MFLOPs", "max|diff|", "ms", "stats"):
+        table.add_column(col, justify="right" if col not in ("pass", "stats") else "left")
+    for r in records:
+        b, a = r.before, r.after
+        table.add_row(
+            str(r.index), r.spec, "yes" if r.changed else "no", f"{b.nodes}→{a.nodes}", f"{b.params}→{a.params}",
+            f"{b.flops / 1e6:.2f}→{a.flops / 1e6:.2f}",
+            "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.1e}", f"{r.seconds * 1e3:.0f}",
+            ", ".join(f"{k}={v}" for k, v in r.stats.items()))
+    return table
+
+
+def _instruments(dump_ir: str | None):
+    from .instruments import default_instruments
+
+    return default_instruments(dump_ir)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Where to write the optimized ONNX.")
+@click.option("--passes", default="mobile", show_default=True,
+              help="Pass spec, e.g. 'specialize-input{shape=x:1x3x240x320},simplify,fold-bn', or a pipeline name.")
+@click.option("--input-shape", default="", help="Fix input dims first: NAME:1x3x240x320 (several joined by ';').")
+@click.option("--seed", default=0, show_default=True, help="Seed for verification inputs and calibration.")
+@click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
+@click.option("--report", type=click.Path(path_type=Path), help="Write the pass log as JSON.")
+def optimize(model, output, passes, input_shape, seed, dump_ir, report):
+    """Run passes over MODEL and write the optimized ONNX (the input is never modified)."""
+    from .manager import PassManager
+    from .model_io import load_model, save_model
+    from .pass_base import PassContext
+    from .pass_spec import build_passes
+
+    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shape}}}" if input_shape else "", passes]))
+    pass_list = build_passes(spec)
+    source = load_model(model)
+    optimized, records = PassManager(pass_list, _instruments(dump_ir)).run(source, PassContext(seed=seed))
+    save_model(optimized, output)
+    if report:
+        with atomic_file(report) as tmp:
+            tmp.write_text(json.dumps([r.as_dict(with_timing=True) for r in records], indent=2) + "\n")
+    console.print(_pass_table(records, f"{model} → {output}"))
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-t", "--target", "target_name", required=True, help="Target name (see `optkit targets list`).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Artifact directory to create (replaced atomically).")
+@click.option("--passes", default="mobile", show_default=True, help="Pass spec or pipeline applied before TVM.")
+@click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (several joined by ';').")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
+@click.option("--tuning-db", type=click.Path(), help="MetaSchedule database directory to build with.")
+def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, tuning_db):
+    """Optimize MODEL and build it with TVM for a target into an artifact directory."""
+    from .compiler import compile_model
+    from .targets import get_target
+
+    target = get_target(target_name)
+    result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
+                           tuning_db=tuning_db, instruments=_instruments(dump_ir))
+    console.print(_pass_table(result.records, f"{model} → {target.name}"))
+    lib = result.manifest["library"]
+    console.print(f"wrote {output}/: {lib['file']} ({lib['kind']}), model.opt.onnx, manifest.json")
+
+
+def _load_inputs(specs: tuple[str, ...], manifest_inputs: list[dict]) -> dict[str, np.ndarray]:
+    names = [s["name"] for s in manifest_inputs]
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, eq, path = spec.partition("=")
+        if not eq:
+            name, path = "", spec
+        p = Path(path)
+        if not p.is_file():
+            raise OptionError(f"--input {spec}: no such file {p}")
+        try:
+            data = np.load(p, allow_pickle=False)
+        except Exception as exc:
+            raise OptionError(f"--input {spec}: {p} is not a .npy/.npz file: {exc}") from exc
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                feeds.update({k: data[k] for k in data.files})
+            continue
+        if not name:
+            if len(names) != 1:
+                raise OptionError(f"--input {spec}: the model has inputs {', '.join(names)}; "
+                                  f"write --input NAME=FILE.npy")
+            name = names[0]
+        feeds[name] = data
+    return feeds
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("-i", "--input", "inputs", multiple=True, required=True,
+              help="FILE.npy (single-input models), NAME=FILE.npy, or FILE.npz with one array per input name.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="FILE.npy (one output) or FILE.npz.")
+@click.option("--emulate", is_flag=True, help="Run an AArch64 artifact under qemu user-mode emulation.")
+@click.option("--compare/--no-compare", default=None,
+              help="Compare with onnxruntime on the artifact's optimized ONNX (default: on with --emulate).")
+@click.option("--threads", default=0, show_default=True, help="TVM runtime threads (0: one per core).")
+def run(artifact, inputs, output, emulate, compare, threads):
+    """Execute a compiled artifact on inputs from .npy/.npz files."""
+    from .artifact import read_manifest
+    from .runner import run_artifact
+
+    manifest = read_manifest(artifact)
+    feeds = _load_inputs(inputs, manifest["inputs"])
+    do_compare = emulate if compare is None else compare
+    result = run_artifact(artifact, feeds, emulate=emulate, compare_reference=do_compare, threads=threads)
+    for name, value in result.outputs.items():
+        console.print(f"{name}: shape {list(value.shape)} {value.dtype}  [{result.how}]")
+    if output:
+        with atomic_file(output) as tmp:
+            with open(tmp, "wb") as f:
+                if output.suffix == ".npz":
+                    np.savez(f, **result.outputs)
+                elif len(result.outputs) == 1:
+                    np.save(f, next(iter(result.outputs.values())))
+                else:
+                    raise OptionError(f"-o {output}: the model has {len(result.outputs)} outputs; use a .npz file")
+        console.print(f"wrote {output}")
+    if result.reference_max_abs_diff is not None:
+        verdict = "MISMATCH" if result.mismatches else "match"
+        console.print(f"vs onnxruntime on {manifest['optimized_onnx']}: max |diff| "
+                      f"{result.reference_max_abs_diff:.2e} ({verdict})")
+        if result.mismatches:
+            sys.exit(1)
+
+
+@main.group("passes")
+def passes_group():
+    """Inspect the registered passes (built-in and plugins)."""
+
+
+@passes_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def passes_list(as_json):
+    from .pass_spec import PIPELINES
+    from .registry import available_passes, get_pass_class
+
+    rows = []
+    for name, origin in available_passes().items():
+        try:
+            cls = get_pass_class(name)
+            rows.append({"name": name, "origin": origin, "exact": cls.exact, "summary": cls.summary,
+                         "options": {k: {"default": o.default, "help": o.help} for k, o in cls.options.items()}})
+        except OptkitError as exc:
+            rows.append({"name": name, "origin": origin, "error": str(exc)})
+    if as_json:
+        click.echo(json.dumps({"passes": rows, "pipelines": PIPELINES}, indent=2))
+        return
+    table = Table(title="passes")
+    for col in ("name", "exact", "options", "summary", "from"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], "-" if "error" in r else ("exact" if r["exact"] else "lossy"),
+                      ", ".join(r.get("options", {})), r.get("summary") or r.get("error", ""), r["origin"])
+    console.print(table)
+    for name, spec in PIPELINES.items():
+        console.print(f"pipeline {name} = {spec}")
+
+
+@main.group("targets")
+def targets_group():
+    """Inspect the device targets (one TOML file each)."""
+
+
+@targets_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def targets_list(as_json):
+    from .targets import list_targets
+
+    targets = list_targets()
+    if as_json:
+        click.echo(json.dumps([t.as_dict() for t in targets], indent=2))
+        return
+    table = Table(title="targets")
+    for col in ("name", "arch", "export", "threads", "fp32 GFLOP/s", "int8 GOP/s", "GB/s", "rpc key",
+                "file"):
+        table.add_column(col)
+    for t in targets:
+        p = t.peak
+        peak = [f"{v:g}" if v else "measured" for v in (p.fp32_gflops, p.int8_gops, p.bandwidth_gbs)]
+        table.add_row(t.name, t.arch, t.export_format, str(t.threads or "all"), *peak, t.rpc_key or "-",
+                      Path(t.path).name)
+    console.print(table)
+
+
+@main.group("emulator")
+def emulator_group():
+    """The AArch64 user-mode emulation used by `optkit run --emulate`."""
+
+
+@emulator_group.command("setup")
+@click.argument("dest", required=False, type=click.Path(path_type=Path))
+def emulator_setup(dest):
+    """Prepare and cache the AArch64 sysroot (qemu-user-static, arm64 Python, TVM runtime wheels)."""
+    from .emulation import prepare_sysroot
+
+    path = prepare_sysroot(dest)
+    console.print(f"AArch64 sysroot ready at {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

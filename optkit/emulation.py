@@ -1,0 +1,60 @@
+"""Running AArch64 artifacts on an x86 machine under qemu user-mode emulation, for correctness only
+(timings under emulation mean nothing). The sysroot (Debian arm64 Python + aarch64 wheels of the TVM
+runtime) is prepared once by `optkit emulator setup` and cached."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArtifactError
+
+SETUP_SCRIPT = Path(__file__).with_name("prepare_aarch64_sysroot.sh")
+RUNNER_SCRIPT = Path(__file__).with_name("vm_runner.py")
+
+
+def sysroot_path() -> Path:
+    default = Path.home() / ".cache" / "optkit" / "aarch64-sysroot"
+    return Path(os.environ.get("OPTKIT_AARCH64_SYSROOT", str(default)))
+
+
+def prepare_sysroot(dest: Path | None = None) -> Path:
+    """Run the setup script (apt + pip downloads; needs root or sudo). Idempotent."""
+    dest = dest or sysroot_path()
+    env = {**os.environ, "PYTHON": sys.executable}  # wheels match the versions installed beside optkit
+    subprocess.run(["bash", str(SETUP_SCRIPT), str(dest)], check=True, env=env)
+    return dest
+
+
+def _check_ready(sysroot: Path) -> str:
+    qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+    if qemu is None:
+        raise ArtifactError("--emulate needs qemu user-mode emulation: apt-get install qemu-user-static "
+                            "(or run `optkit emulator setup`, which installs it)")
+    if not (sysroot / ".complete").exists():
+        raise ArtifactError(f"--emulate needs the AArch64 sysroot at {sysroot}; prepare it once with "
+                            f"`optkit emulator setup` (or set OPTKIT_AARCH64_SYSROOT)")
+    return qemu
+
+
+def run_emulated(library: Path, inputs: list[np.ndarray], timeout: float = 900) -> list[np.ndarray]:
+    sysroot = sysroot_path()
+    qemu = _check_ready(sysroot)
+    with tempfile.TemporaryDirectory(prefix="optkit-emu-") as tmp:
+        in_path, out_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
+        np.savez(in_path, *inputs)
+        cmd = [qemu, "-L", str(sysroot), "-E", f"PYTHONPATH={sysroot}/opt/optkit-site",
+               "-E", f"PYTHONHOME={sysroot}/usr", str(sysroot / "usr/bin/python3.11"),
+               str(RUNNER_SCRIPT), str(library), str(in_path), str(out_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            raise ArtifactError(f"emulated run of {library} failed (exit {proc.returncode}):\n{tail}")
+        with np.load(out_path) as data:
+            return [data[f"arr_{k}"] for k in range(len(data.files))]
