@@ -19,7 +19,8 @@ class UnknownNameError(OptionError):
 
     def __init__(self, kind: str, name: str, valid: list[str]):
         self.kind, self.name, self.valid = kind, name, sorted(valid)
-        super().__init__(f"unknown {kind} '{name}'; valid {kind}s: {', '.join(self.valid) or '(none)'}")
+        plural = f"{kind}es" if kind.endswith("s") else f"{kind}s"
+        super().__init__(f"unknown {kind} '{name}'; valid {plural}: {', '.join(self.valid) or '(none)'}")
 
 
 class PassFailedError(OptkitError):

@@ -1,0 +1,31 @@
+import os
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import graphs  # noqa: E402
+
+
+@pytest.fixture
+def save(tmp_path):
+    """Save a model into tmp_path and return its path."""
+
+    def _save(model: onnx.ModelProto, name: str = "model.onnx") -> Path:
+        path = tmp_path / name
+        path.write_bytes(model.SerializeToString())
+        return path
+
+    return _save
+
+
+@pytest.fixture
+def small_model(save):
+    return save(graphs.small_convnet(), "small.onnx")
+
+
+def emulation_required() -> bool:
+    return os.environ.get("OPTKIT_REQUIRE_EMULATION") == "1"
