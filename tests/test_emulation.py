@@ -1,0 +1,37 @@
+"""An AArch64 artifact runs under qemu user-mode emulation and matches onnxruntime."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import emulation_required
+from graphs import small_convnet
+
+from optkit.cli import main
+from optkit.compiler import compile_model
+from optkit.emulation import sysroot_path
+from optkit.numerics import make_inputs, run_ort
+from optkit.runner import run_artifact
+from optkit.targets import get_target
+
+pytestmark = pytest.mark.emulation
+
+
+@pytest.fixture
+def sysroot_ready():
+    if not (sysroot_path() / ".complete").exists():
+        if emulation_required():
+            pytest.fail(f"OPTKIT_REQUIRE_EMULATION=1 but no sysroot at {sysroot_path()} (optkit emulator setup)")
+        pytest.skip(f"no AArch64 sysroot at {sysroot_path()}; run `optkit emulator setup`")
+
+
+def test_rk3399_artifact_matches_onnxruntime_under_emulation(small_model, tmp_path, sysroot_ready):
+    compile_model(small_model, get_target("rk3399"), tmp_path / "rk")
+    feeds = make_inputs(small_convnet(), seed=7)
+    result = run_artifact(tmp_path / "rk", feeds, emulate=True, compare_reference=True)
+    assert result.how.startswith("emulated")
+    assert not result.mismatches
+    np.testing.assert_allclose(result.outputs["y"], run_ort(small_convnet(), feeds)["y"], rtol=1e-4, atol=1e-5)
+    # and through the command line, as a user would
+    np.save(tmp_path / "x.npy", feeds["x"])
+    cli = CliRunner().invoke(main, ["run", str(tmp_path / "rk"), "--input", str(tmp_path / "x.npy"), "--emulate"])
+    assert cli.exit_code == 0 and "(match)" in cli.output, cli.output
