@@ -234,6 +234,67 @@ def targets_list(as_json):
     console.print(table)
 
 
+@main.group("models")
+def models_group():
+    """The reference models: list them, evaluate any ONNX or host artifact on their evaluation sets."""
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def models_list(as_json):
+    from .reference_models.catalog import TASKS, file_stats, get_task, recorded_metrics
+
+    rows = []
+    for name in TASKS:
+        task = get_task(name)
+        row = {"name": name, "description": task.description, "onnx": str(task.onnx_path),
+               "input": list(task.input_shape), "metric": task.metric_name,
+               "higher_is_better": task.higher_is_better, "eval_samples": task.eval_size}
+        if task.onnx_path.exists():
+            row.update(file_stats(task.onnx_path))
+        recorded = recorded_metrics(task)
+        row["fp32"] = recorded["value"] if recorded else None
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="reference models")
+    for col in ("name", "input", "params", "MFLOPs", "size KB", "metric", "fp32 (full eval set)", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], "x".join(map(str, r["input"])), str(r.get("params", "-")),
+                      f"{r['flops'] / 1e6:.0f}" if r.get("flops") else "-",
+                      f"{r['file_bytes'] / 1024:.0f}" if r.get("file_bytes") else "missing",
+                      r["metric"] + (" ↑" if r["higher_is_better"] else " ↓"),
+                      "-" if r["fp32"] is None else f"{r['fp32']:.4f}", r["description"])
+    console.print(table)
+
+
+@models_group.command("eval")
+@click.argument("name")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Another ONNX with this model's interface (default: the committed reference model).")
+@click.option("--artifact", type=click.Path(path_type=Path), help="A compiled host artifact directory instead.")
+@click.option("--limit", type=int, help="Evaluate only the first N samples of the evaluation set.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the evaluation as JSON.")
+def models_eval(name, model_path, artifact, limit, json_path):
+    """Evaluate a model with NAME's interface on NAME's evaluation set."""
+    from .reference_models.catalog import evaluate
+
+    if model_path and artifact:
+        raise OptionError("give --model or --artifact, not both")
+    result = evaluate(name, model_path, artifact, limit)
+    source = artifact or model_path or "committed reference ONNX"
+    direction = "higher is better" if result.higher_is_better else "lower is better"
+    console.print(f"{name}: {result.metric} = {result.value:.4f} ({direction}) on {result.samples} samples "
+                  f"[{source}; {'TVM host artifact' if artifact else 'onnxruntime'}]")
+    for key, value in result.details.items():
+        console.print(f"  {key}: {value}")
+    if json_path:
+        with atomic_file(json_path) as tmp:
+            tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+
+
 @main.group("emulator")
 def emulator_group():
     """The AArch64 user-mode emulation used by `optkit run --emulate`."""

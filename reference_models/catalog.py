@@ -1,0 +1,105 @@
+"""The reference models by name, and evaluation of any ONNX model or host artifact with a model's
+interface on that model's evaluation set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+
+from ..errors import OptionError, UnknownNameError
+from .face.task import FaceTask
+from .gesture.task import GestureTask
+from .parsing.task import ParsingTask
+from .parsing_hp.task import ParsingHPTask
+from .pose.task import PoseTask
+from .style.task import StyleTask
+from .task import Evaluation, Runner, Task
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (ParsingTask, ParsingHPTask, GestureTask, PoseTask, StyleTask,
+                                                    FaceTask)}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise UnknownNameError("model", name, list(TASKS))
+    return TASKS[name]()
+
+
+def recorded_metrics(task: Task) -> dict | None:
+    """The fp32 evaluation on the full set, as recorded when the card was made."""
+    path = task.onnx_path.parent / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def onnx_runner(path: Path, threads: int = 1) -> Runner:
+    from ..model_io import load_model
+    from ..numerics import ort_session
+
+    sess = ort_session(load_model(path), threads, optimize=True)
+    names = [o.name for o in sess.get_outputs()]
+    return lambda feeds: dict(zip(names, sess.run(names, feeds)))
+
+
+def artifact_runner(directory: Path) -> Runner:
+    """Run a compiled host artifact (the same TVM VM `optkit run` uses)."""
+    import tvm
+    from tvm import relax
+
+    from ..artifact import read_manifest
+    from ..runner import prepare_inputs
+
+    manifest = read_manifest(directory)
+    if manifest["target"]["arch"] != "host":
+        raise OptionError(f"{directory}: evaluation runs host artifacts; this one is for {manifest['target']['name']}")
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(directory / manifest["library"]["file"])), tvm.cpu())
+    names = [o["name"] for o in manifest["outputs"]]
+
+    def run(feeds):
+        from ..vm_runner import flatten
+
+        args = [tvm.runtime.tensor(x) for x in prepare_inputs(manifest, feeds)]
+        return dict(zip(names, [r.numpy() for r in flatten(vm["main"](*args))]))
+
+    return run
+
+
+def check_interface(task: Task, path: Path) -> None:
+    from ..model_io import load_model
+    from ..numerics import input_specs
+
+    names = {s.name for s in input_specs(load_model(path))}
+    feeds, _ = task.sample(0)
+    if set(feeds) != names:
+        raise OptionError(f"{path}: inputs {sorted(names)} do not match model '{task.name}' "
+                          f"(expects {sorted(feeds)})")
+
+
+def evaluate(name: str, model: Path | None = None, artifact: Path | None = None, limit: int | None = None
+             ) -> Evaluation:
+    task = get_task(name)
+    if artifact is not None:
+        run = artifact_runner(artifact)
+    else:
+        path = model or task.onnx_path
+        if not path.exists():
+            raise OptionError(f"{path}: no such model file")
+        check_interface(task, path)
+        run = onnx_runner(path)
+    if isinstance(task, StyleTask) and (artifact is not None or (model and model.resolve() != task.onnx_path.resolve())):
+        reference = onnx_runner(task.onnx_path)
+        n = min(limit or task.eval_size, task.eval_size)
+        task.reference_outputs = [reference(task.sample(i)[0]) for i in range(n)]
+    return task.evaluate(run, limit)
+
+
+def file_stats(path: Path) -> dict:
+    from ..model_io import load_model
+    from ..stats import model_stats
+
+    s = model_stats(load_model(path))
+    return {"file_bytes": path.stat().st_size, "params": s.params, "flops": s.flops, "nodes": s.nodes}
+
+
+

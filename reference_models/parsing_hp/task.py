@@ -1,0 +1,8 @@
+"""High-precision parsing: the same evaluation set and metric (mIoU) as the real-time model."""
+
+from ..parsing.task import ParsingTask
+
+
+class ParsingHPTask(ParsingTask):
+    name = "parsing_hp"
+    description = "high-precision human parsing (Inception + ASPP), 240x320"

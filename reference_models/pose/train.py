@@ -1,0 +1,90 @@
+"""Train the pose model on generated multi-person scenes and export pose.onnx.
+
+    python -m optkit.reference_models.pose.train [--iters 900]
+
+Random 192x192 crops of 320x320 renders keep people at deployment scale; heatmap and PAF targets are
+built per crop (joints outside it are simply absent). Loss: L2 on both stages (intermediate
+supervision, as in OpenPose).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..people import sample
+from ..training import TrainLog, export_onnx, seed_everything, to_tensor_images
+from .model import PoseNet
+from .targets import STRIDE, make_targets
+
+HERE = Path(__file__).parent
+SIZE = 320
+CROP = 192
+TRAIN_SEED = 1
+
+
+def render_dataset(n: int, seed: int):
+    images = np.zeros((n, SIZE, SIZE, 3), np.uint8)
+    keypoints = []
+    for i in range(n):
+        s = sample(seed, i, SIZE, SIZE)
+        images[i] = (s.image * 255 + 0.5).astype(np.uint8)
+        keypoints.append(s.keypoints)
+    return images, keypoints
+
+
+def batches(images, keypoints, rng, batch: int):
+    n = len(images)
+    while True:
+        xs, heats, pafs = [], [], []
+        for i in rng.integers(0, n, batch):
+            y0, x0 = (rng.integers(0, (SIZE - CROP) // STRIDE + 1, 2) * STRIDE)
+            kp = keypoints[i].copy()
+            kp[..., 0] -= x0
+            kp[..., 1] -= y0
+            outside = (kp[..., 0] < 0) | (kp[..., 0] >= CROP) | (kp[..., 1] < 0) | (kp[..., 1] >= CROP)
+            kp[..., 2][outside] = 0
+            heat, paf = make_targets(kp, CROP, CROP)
+            xs.append(images[i, y0:y0 + CROP, x0:x0 + CROP])
+            heats.append(heat)
+            pafs.append(paf)
+        yield to_tensor_images(np.stack(xs)), torch.from_numpy(np.stack(heats)), torch.from_numpy(np.stack(pafs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=900)
+    ap.add_argument("--samples", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=HERE / "pose.onnx")
+    args = ap.parse_args()
+    seed_everything(args.seed)
+    recipe = {"iters": args.iters, "batch": args.batch, "crop": [CROP, CROP], "samples": args.samples,
+              "optimizer": "AdamW lr 2e-3 one-cycle", "loss": "L2 on heatmaps and PAFs, both stages"}
+    log = TrainLog("pose", args.seed, recipe)
+    images, keypoints = render_dataset(args.samples, TRAIN_SEED + args.seed)
+    model = PoseNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=args.iters, pct_start=0.1)
+    data = batches(images, keypoints, np.random.default_rng(args.seed), args.batch)
+    model.train()
+    for it in range(args.iters):
+        x, heat, paf = next(data)
+        stages = model(x, all_stages=True)
+        # joint channels weigh more than the (easy) background channel
+        loss = sum(((h - heat) ** 2).mean() * 10 + ((p - paf) ** 2).mean() * 10 for h, p in stages)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        log.step(it, loss.item())
+    export_onnx(model, (torch.zeros(1, 3, SIZE, SIZE),), args.out, ["image"], ["heatmaps", "pafs"])
+    log.write(HERE / "train_log.json", {"params": sum(p.numel() for p in model.parameters())})
+
+
+if __name__ == "__main__":
+    main()
