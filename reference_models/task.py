@@ -40,6 +40,9 @@ class Task:
     metric_name: str = ""
     higher_is_better: bool = True
     eval_size: int = 200          # the full evaluation set; CI evaluates a slice of it
+    size_budget_mb: float | None = None   # fp32 ONNX budget from shared/seed-facts.md, where it gives one
+    seed_note: str = ""           # what the production model reached (seed-facts), for comparison
+    data: str = ""                # which generator makes the data, and what a sample holds
 
     @property
     def onnx_path(self) -> Path:

@@ -14,6 +14,9 @@ class GestureTask(Task):
     description = "rock-paper-scissors hand detector (SSD + FPN), 256x256"
     input_shape = (1, 3, SIZE, SIZE)
     metric_name = "AP@0.5"
+    size_budget_mb = 1.9
+    seed_note = "production model: AP 0.984 at IoU 0.5 (seed-facts)"
+    data = "hands.py: 0-3 hands per scene showing rock, paper or scissors; boxes and classes"
 
     def sample(self, index):
         s = sample(EVAL_SEED, index, SIZE, SIZE)

@@ -89,7 +89,7 @@ def main() -> None:
         sched.step()
         log.step(it, loss.item())
     export_onnx(model, (torch.zeros(1, 3, SIZE, SIZE),), args.out, ["image"], ["scores", "deltas"])
-    log.write(HERE / "train_log.json", {"params": sum(p.numel() for p in model.parameters())})
+    log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ class ParsingTask(Task):
     description = "real-time human parsing (6 parts), 240x320"
     input_shape = (1, 3, 240, 320)
     metric_name = "mIoU"
+    size_budget_mb = 1.7
+    seed_note = "production model: 0.94 mIoU on real photos (seed-facts)"
+    data = "people.py: one articulated figure per scene, 6 labels (background, hair, face, torso, arms, legs)"
 
     def sample(self, index):
         s = sample(EVAL_SEED, index, self.input_shape[2], self.input_shape[3], people=1)

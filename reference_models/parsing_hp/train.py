@@ -52,7 +52,7 @@ def main() -> None:
         sched.step()
         log.step(it, loss.item())
     export_onnx(model, (torch.zeros(1, 3, H, W),), args.out, ["image"], ["logits"])
-    log.write(HERE / "train_log.json", {"params": sum(p.numel() for p in model.parameters())})
+    log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
 
 
 if __name__ == "__main__":

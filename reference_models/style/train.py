@@ -95,7 +95,7 @@ def main() -> None:
     # Height and width stay dynamic: fix them per deployment with specialize-input (e.g. 1024x1024).
     export_onnx(model, (torch.zeros(1, 3, 256, 256), torch.zeros(1, 1)), args.out, ["image", "brush"], ["stylized"],
                 dynamic_axes={"image": {2: "H", 3: "W"}, "stylized": {2: "H", 3: "W"}})
-    log.write(HERE / "train_log.json", {"params": sum(p.numel() for p in model.parameters())})
+    log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
 
 
 if __name__ == "__main__":
