@@ -295,6 +295,19 @@ def models_eval(name, model_path, artifact, limit, json_path):
             tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
 
 
+@models_group.command("fusion-demo")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("fusion.png"), show_default=True)
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="Landmark ONNX (default: the face model).")
+def models_fusion_demo(output, model_path):
+    """Face fusion: align two generated faces by their predicted landmarks, warp, tone-match, blend."""
+    from .reference_models.catalog import get_task, onnx_runner
+    from .reference_models.face.demo import fusion_demo
+
+    result = fusion_demo(onnx_runner(model_path or get_task("face").onnx_path), output)
+    console.print(f"wrote {result['picture']} (source | target | fused); mean landmark error in px: "
+                  f"{result['landmark_error_px']}")
+
+
 @main.group("emulator")
 def emulator_group():
     """The AArch64 user-mode emulation used by `optkit run --emulate`."""

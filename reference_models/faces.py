@@ -62,6 +62,10 @@ def canonical_face(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.array(pts, np.float64), np.array(forehead, np.float64)
 
 
+def _cross(a, b) -> float:
+    return float(a[0] * b[1] - a[1] * b[0])
+
+
 def convex_hull(points: np.ndarray) -> np.ndarray:
     """Andrew's monotone chain; returns hull vertices in order."""
     pts = sorted(map(tuple, np.asarray(points, np.float64)))
@@ -69,7 +73,7 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     def half(seq):
         out: list = []
         for p in seq:
-            while len(out) >= 2 and np.cross(np.subtract(out[-1], out[-2]), np.subtract(p, out[-2])) <= 0:
+            while len(out) >= 2 and _cross(np.subtract(out[-1], out[-2]), np.subtract(p, out[-2])) <= 0:
                 out.pop()
             out.append(p)
         return out[:-1]
@@ -124,7 +128,7 @@ def render(rng: np.random.Generator, size: int, yaw_limit: float = 0.6) -> FaceS
     iris = rng.random(3) * 0.5
     for base in (36, 42):
         eye = lm[base:base + 6]
-        if np.cross(eye[3] - eye[0], eye[1] - eye[0]) == 0:
+        if _cross(eye[3] - eye[0], eye[1] - eye[0]) == 0:
             continue
         canvas.paint(*polygon(size, size, eye), np.array([0.95, 0.95, 0.92]))
         c = eye.mean(0)

@@ -1,6 +1,6 @@
 """Train the high-precision parsing model (Inception + ASPP) and export parsing_hp.onnx.
 
-    python -m optkit.reference_models.parsing_hp.train [--iters 1200]
+    python -m optkit.reference_models.parsing_hp.train [--iters 800]
 
 Same data and crops as the real-time model (see parsing/train.py); crops are 160x208 so that the
 stride-16 map during training (10x13) is, like the deployed 15x20 one, smaller than the atrous rates.
@@ -27,9 +27,9 @@ TRAIN_SEED = 5
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=1200)
+    ap.add_argument("--iters", type=int, default=800)
     ap.add_argument("--samples", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=HERE / "parsing_hp.onnx")
     args = ap.parse_args()
