@@ -96,15 +96,14 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report):
 @click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (several joined by ';').")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
-@click.option("--tuning-db", type=click.Path(), help="MetaSchedule database directory to build with.")
-def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, tuning_db):
+def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
     from .compiler import compile_model
     from .targets import get_target
 
     target = get_target(target_name)
     result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
-                           tuning_db=tuning_db, instruments=_instruments(dump_ir))
+                           instruments=_instruments(dump_ir))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
     console.print(f"wrote {output}/: {lib['file']} ({lib['kind']}), model.opt.onnx, manifest.json")

@@ -96,7 +96,7 @@ def to_relax(model: onnx.ModelProto, where: str):
     return mod
 
 
-def build(mod, target: Target, tuning_db: str | None = None):
+def build(mod, target: Target):
     """Lower and build a Relax module for the target."""
     import tvm
     from tvm import relax
@@ -104,8 +104,6 @@ def build(mod, target: Target, tuning_db: str | None = None):
     tvm_target = tvm.target.Target(target.tvm_target_dict())
     with tvm_target:
         mod = relax.get_pipeline("zero")(mod)
-    if tuning_db:
-        raise CompileError("--tuning-db: tuned builds are not available yet in this optkit version")
     try:
         return tvm.compile(mod, target=tvm_target)
     except Exception as exc:
@@ -141,7 +139,7 @@ def _tensor_list(specs) -> list[dict[str, Any]]:
 
 def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | os.PathLike,
                   passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
-                  tuning_db: str | None = None, instruments: list[Instrument] | None = None) -> CompileResult:
+                  instruments: list[Instrument] | None = None) -> CompileResult:
     """Optimize, build and export; the directory appears only if every step succeeded."""
     model_path = Path(model_path)
     model = load_model(model_path)
@@ -149,7 +147,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
     pass_list = build_passes(spec) if spec else []
     optimized, records = PassManager(pass_list, instruments).run(model, PassContext(target=target, seed=seed))
     mod = to_relax(optimized, f"{model_path} (after passes)")
-    executable = build(mod, target, tuning_db)
+    executable = build(mod, target)
     with atomic_directory(out_dir) as tmp:
         library, description = export(executable, target, tmp)
         (tmp / OPTIMIZED_ONNX).write_bytes(optimized.SerializeToString(deterministic=True))
@@ -164,7 +162,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "outputs": _tensor_list(output_specs(optimized)),
             "library": {"file": library, "kind": description, "export_format": target.export_format},
             "optimized_onnx": OPTIMIZED_ONNX,
-            "tuning": {"database": None, "status": "untuned"},
+            "tuning": "untuned",
         }
         write_manifest(tmp, manifest)
     return CompileResult(Path(out_dir), manifest, records)
