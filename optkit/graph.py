@@ -99,3 +99,19 @@ def remove_unused_initializers(graph: onnx.GraphProto) -> int:
         del graph.input[:]
         graph.input.extend(inputs)
     return len(dead)
+
+
+def static_shapes(model: onnx.ModelProto, data_prop: bool = False) -> dict[str, tuple[int, ...]]:
+    """Fully known shapes of graph inputs, intermediates, outputs and initializers, from ONNX shape inference."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=data_prop)
+    except Exception:  # statistics and folding degrade to what is already annotated
+        inferred = model
+    shapes = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+    for init in model.graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes

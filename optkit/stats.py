@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .graph import static_shapes
+
 
 @dataclass(frozen=True)
 class ModelStats:
@@ -18,21 +20,6 @@ class ModelStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception:
-        inferred = model
-    shapes = {}
-    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[vi.name] = tuple(d.dim_value for d in dims)
-    for init in model.graph.initializer:
-        shapes[init.name] = tuple(init.dims)
-    return shapes
 
 
 def node_flops(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int:
@@ -67,6 +54,6 @@ def model_stats(model: onnx.ModelProto) -> ModelStats:
             for attr in node.attribute:
                 if attr.name == "value":
                     params += int(numpy_helper.to_array(attr.t).size)
-    shapes = _shapes(model)
+    shapes = static_shapes(model, data_prop=True)
     flops = sum(node_flops(n, shapes) for n in model.graph.node)
     return ModelStats(len(model.graph.node), params, model.ByteSize(), flops)

@@ -14,7 +14,7 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 
 from optkit.errors import OptionError
-from optkit.graph import GraphIndex, attr, remove_unused_initializers
+from optkit.graph import GraphIndex, attr, remove_unused_initializers, static_shapes
 from optkit.numerics import input_specs
 from optkit.pass_base import Pass, PassContext, PassOption, PassResult
 from optkit.shapes import check_shapes_against_model, parse_shape_spec
@@ -24,16 +24,6 @@ _NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUni
                  "Bernoulli", "If", "Loop", "Scan", "SequenceMap", "Dropout"}
 # Folded results larger than this stay computed at run time (folding would bloat the file).
 _MAX_FOLDED_ELEMENTS = 1 << 20
-
-
-def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    shapes = {}
-    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-        tt = vi.type.tensor_type
-        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
-            shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
-    return shapes
 
 
 def _shape_node_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
@@ -49,7 +39,7 @@ def fold_constants(model: onnx.ModelProto) -> int:
     graph = model.graph
     total = 0
     while True:
-        shapes = _static_shapes(model)
+        shapes = static_shapes(model, data_prop=True)
         idx = GraphIndex(graph)
         folded: dict[int, list[np.ndarray]] = {}
         known: dict[str, np.ndarray] = {}

@@ -114,3 +114,30 @@ def small_convnet(seed: int = 0, h: int = 24, w: int = 32) -> onnx.ModelProto:
              init("w3", rand(rng, 4, 16, 1, 1)), init("b3", rand(rng, 4)),
              init("scales", np.array([1, 1, 2, 2], np.float32))]
     return make(nodes, [fin("x", [1, 3, h, w])], [fin("y", [1, 4, h, w])], inits)
+
+
+def aspp_net(seed: int = 0, h: int = 15, w: int = 20, rates=(6, 12, 18, 24)) -> onnx.ModelProto:
+    """DeepLab-style ASPP on an h x w map: 1x1 branch, atrous 3x3 branches, image pooling, concat, 1x1
+    projection; plus a second 1x1 conv on the same input (a merge candidate)."""
+    rng = np.random.default_rng(seed)
+    c, m = 8, 4
+    nodes, inits, branch_outs = [], [], []
+    nodes.append(helper.make_node("Conv", ["x", "w_1x1", "b_1x1"], ["c_1x1"], name="aspp_1x1"))
+    nodes.append(helper.make_node("Relu", ["c_1x1"], ["r_1x1"], name="relu_1x1"))
+    inits += [init("w_1x1", rand(rng, m, c, 1, 1)), init("b_1x1", rand(rng, m))]
+    branch_outs.append("r_1x1")
+    for r in rates:
+        nodes.append(helper.make_node("Conv", ["x", f"w_r{r}", f"b_r{r}"], [f"c_r{r}"], name=f"aspp_rate{r}",
+                                      dilations=[r, r], pads=[r, r, r, r], kernel_shape=[3, 3]))
+        nodes.append(helper.make_node("Relu", [f"c_r{r}"], [f"r_r{r}"], name=f"relu_r{r}"))
+        inits += [init(f"w_r{r}", rand(rng, m, c, 3, 3)), init(f"b_r{r}", rand(rng, m))]
+        branch_outs.append(f"r_r{r}")
+    nodes += [helper.make_node("GlobalAveragePool", ["x"], ["gp"], name="image_pool"),
+              helper.make_node("Conv", ["gp", "w_gp"], ["c_gp"], name="pool_conv"),
+              helper.make_node("Expand", ["c_gp", "gp_shape"], ["e_gp"], name="pool_broadcast"),
+              helper.make_node("Concat", branch_outs + ["e_gp"], ["cat"], name="aspp_concat", axis=1),
+              helper.make_node("Conv", ["cat", "w_proj"], ["y"], name="projection"),
+              helper.make_node("Conv", ["x", "w_side"], ["side"], name="side_1x1")]
+    inits += [init("w_gp", rand(rng, m, c, 1, 1)), init("gp_shape", np.array([1, m, h, w], np.int64)),
+              init("w_proj", rand(rng, 6, m * (len(rates) + 2), 1, 1)), init("w_side", rand(rng, 3, c, 1, 1))]
+    return make(nodes, [fin("x", [1, c, h, w])], [fin("y", [1, 6, h, w]), fin("side", [1, 3, h, w])], inits)
