@@ -6,6 +6,11 @@
    becomes a 1x1.
 2. Merge parallel convs. Convs that read the same tensor with the same kernel geometry become one conv
    with stacked filters, followed by a Split that gives each original output back.
+3. Fold the image-pooling branch into the projection. A branch that broadcasts a 1x1 map (Resize,
+   Expand or Tile of a pooled vector) into the concat feeding a 1x1 projection contributes the same
+   vector at every pixel; its slice of the projection is applied to the 1x1 map instead and added
+   after the projection (linear maps commute with broadcasting), which removes the broadcast, its
+   share of the concat and of the projection's work.
 
 Needs static shapes (run specialize-input first); convs with unknown input sizes are left alone.
 """
@@ -52,11 +57,13 @@ class FuseASPP(Pass):
         idx = GraphIndex(model.graph)
         shrunk, taps_removed = self._drop_dead_taps(model, idx, shapes)
         merged = self._merge_parallel(model, GraphIndex(model.graph))
-        if shrunk or merged:
+        folded = self._fold_pooling_branches(model, static_shapes(model))
+        if shrunk or merged or folded:
             remove_unused_initializers(model.graph)
             del model.graph.value_info[:]
-        return PassResult(model, bool(shrunk or merged),
-                          {"convs_shrunk": shrunk, "taps_removed": taps_removed, "convs_merged": merged})
+        return PassResult(model, bool(shrunk or merged or folded),
+                          {"convs_shrunk": shrunk, "taps_removed": taps_removed, "convs_merged": merged,
+                           "pooling_branches_folded": folded})
 
     @staticmethod
     def _drop_dead_taps(model, idx: GraphIndex, shapes) -> tuple[int, int]:
@@ -145,3 +152,77 @@ class FuseASPP(Pass):
             model.graph.node.extend(nodes)
         return merged
 
+
+    @staticmethod
+    def _fold_pooling_branches(model, shapes) -> int:
+        idx = GraphIndex(model.graph)
+        folded = 0
+        new_nodes: dict[int, list[onnx.NodeProto]] = {}
+        for cat in model.graph.node:
+            if cat.op_type != "Concat" or attr(cat, "axis") not in (1, -3) or idx.uses(cat.output[0]) != 1:
+                continue
+            consumers = idx.consumers.get(cat.output[0], [])
+            proj = consumers[0] if consumers else None
+            if proj is None or proj.op_type != "Conv" or attr(proj, "group", 1) != 1:
+                continue
+            w = idx.constant(proj.input[1])
+            if (w is None or w.shape[2:] != (1, 1) or any(s != 1 for s in attr(proj, "strides", [1, 1]))
+                    or any(attr(proj, "pads", [0, 0, 0, 0]))):
+                continue
+            widths = [shapes.get(i, (0, 0))[1] for i in cat.input]
+            if not all(widths) or sum(widths) != w.shape[1]:
+                continue
+            offsets = np.cumsum([0] + widths)
+            constant = [k for k, name in enumerate(cat.input) if _broadcast_of_1x1(idx, shapes, name) is not None]
+            if not constant or len(constant) == len(cat.input):
+                continue
+            keep = [k for k in range(len(cat.input)) if k not in constant]
+            keep_cols = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in keep])
+            w_keep = idx.fresh_name(f"{proj.input[1]}_kept")
+            idx.set_initializer(w_keep, np.ascontiguousarray(w[:, keep_cols]))
+            pieces, tail = [], []
+            for k in constant:
+                source = _broadcast_of_1x1(idx, shapes, cat.input[k])
+                w_k = idx.fresh_name(f"{proj.input[1]}_pooled{k}")
+                idx.set_initializer(w_k, np.ascontiguousarray(w[:, offsets[k]:offsets[k + 1]]))
+                out = idx.fresh_name(f"{proj.output[0]}_pooled{k}")
+                tail.append(helper.make_node("Conv", [source, w_k], [out], name=out))
+                pieces.append(out)
+            core = idx.fresh_name(f"{proj.output[0]}_core")
+            kept_inputs = [cat.input[k] for k in keep]
+            del cat.input[:]
+            cat.input.extend(kept_inputs)
+            proj_new = helper.make_node("Conv", [cat.output[0], w_keep] + list(proj.input[2:]), [core],
+                                        name=proj.name or core)
+            proj_new.attribute.extend(proj.attribute)
+            acc = core
+            for n, piece in enumerate(pieces):
+                out = proj.output[0] if n == len(pieces) - 1 else idx.fresh_name(f"{core}_plus{n}")
+                tail.append(helper.make_node("Add", [acc, piece], [out], name=f"{proj.name or core}_add_pooled{n}"))
+                acc = out
+            new_nodes[id(proj)] = [proj_new] + tail
+            folded += len(constant)
+        if folded:
+            nodes = []
+            for node in model.graph.node:
+                nodes.extend(new_nodes.get(id(node), [node]))
+            del model.graph.node[:]
+            model.graph.node.extend(nodes)
+            # broadcasts that fed only the concat are now dead: drop them
+            from .eliminate_dead import EliminateDead
+
+            EliminateDead().run(model, PassContext())
+        return folded
+
+
+def _broadcast_of_1x1(idx: GraphIndex, shapes, name: str) -> str | None:
+    """If `name` is a 1x1 spatial map broadcast to full size (Resize nearest/linear, Expand, Tile), the map."""
+    node = idx.producer.get(name)
+    if node is None or node.op_type not in ("Resize", "Expand", "Tile"):
+        return None
+    if node.op_type == "Resize" and attr(node, "mode", b"nearest") not in (b"nearest", b"linear", "nearest", "linear"):
+        return None
+    src = shapes.get(node.input[0])
+    if src is None or len(src) != 4 or src[2:] != (1, 1) or src[0] != 1:
+        return None
+    return node.input[0]

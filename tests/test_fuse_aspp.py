@@ -8,7 +8,7 @@ from optkit.graph import attr
 from optkit.manager import PassManager
 from optkit.numerics import make_inputs, run_ort
 from optkit.pass_spec import build_passes
-from passes.fuse_aspp import live_taps
+from optkit.passes.fuse_aspp import live_taps
 
 
 def test_live_taps_by_hand():
@@ -36,6 +36,11 @@ def test_fuse_aspp_is_exact_and_cheaper():
     assert "aspp_rate24" not in convs and "aspp_1x1" not in convs  # merged away
     merged = [n for n in out.graph.node if n.name.endswith("_merged")]
     assert len(merged) == 1 and any(n.op_type == "Split" for n in out.graph.node)
+    # the image-pooling branch no longer broadcasts: its projection slice runs on the 1x1 map
+    assert rec.stats["pooling_branches_folded"] == 1
+    assert not any(n.op_type == "Expand" for n in out.graph.node)
+    cat = next(n for n in out.graph.node if n.op_type == "Concat")
+    assert "e_gp" not in cat.input
     feeds = make_inputs(model, seed=9)
     ref, got = run_ort(model, feeds), run_ort(out, feeds)
     for k in ref:
