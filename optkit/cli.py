@@ -41,16 +41,38 @@ def main(verbose: bool) -> None:
 
 def _pass_table(records, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("#", "pass", "changed", "nodes", "params", "MFLOPs", "max|diff|", "ms", "stats"):
+    for col in ("#", "pass", "changed", "nodes", "params", "MFLOPs", "KB", "check", "ms", "stats"):
         table.add_column(col, justify="right" if col not in ("pass", "stats") else "left")
     for r in records:
         b, a = r.before, r.after
         table.add_row(
             str(r.index), r.spec, "yes" if r.changed else "no", f"{b.nodes}→{a.nodes}", f"{b.params}→{a.params}",
-            f"{b.flops / 1e6:.2f}→{a.flops / 1e6:.2f}",
-            "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.1e}", f"{r.seconds * 1e3:.0f}",
+            f"{b.flops / 1e6:.2f}→{a.flops / 1e6:.2f}", f"{b.size_bytes / 1024:.0f}→{a.size_bytes / 1024:.0f}",
+            _check_cell(r), f"{r.seconds * 1e3:.0f}",
             ", ".join(f"{k}={v}" for k, v in r.stats.items()))
     return table
+
+
+def _check_cell(record) -> str:
+    """What the manager verified: max |diff| for exact passes, worst output SQNR for lossy ones."""
+    if record.output_sqnr_db is not None:
+        return f"SQNR {record.output_sqnr_db:.1f} dB"
+    return "-" if record.max_abs_diff is None else f"|d| {record.max_abs_diff:.1e}"
+
+
+def calibration_options(fn):
+    """--calibration NAME / --calibration-data FILE.npz, for lossy passes."""
+    fn = click.option("--calibration-data", type=click.Path(path_type=Path),
+                      help="Calibration inputs: .npz with one array per input name, samples on axis 0.")(fn)
+    fn = click.option("--calibration", "calibration_model",
+                      help="Use this reference model's calibration set (see `optkit models list`).")(fn)
+    return click.option("--calibration-samples", default=32, show_default=True)(fn)
+
+
+def _calibration(calibration_model, calibration_data, samples):
+    from .calibration import provider
+
+    return provider(calibration_model, calibration_data, samples)
 
 
 def _instruments(dump_ir: str | None):
@@ -69,7 +91,9 @@ def _instruments(dump_ir: str | None):
 @click.option("--seed", default=0, show_default=True, help="Seed for verification inputs and calibration.")
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the pass log as JSON.")
-def optimize(model, output, passes, input_shape, seed, dump_ir, report):
+@calibration_options
+def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibration_model, calibration_data,
+             calibration_samples):
     """Run passes over MODEL and write the optimized ONNX (the input is never modified)."""
     from .manager import PassManager
     from .model_io import load_model, save_model
@@ -79,7 +103,8 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report):
     spec = ",".join(filter(None, [f"specialize-input{{shape={input_shape}}}" if input_shape else "", passes]))
     pass_list = build_passes(spec)
     source = load_model(model)
-    optimized, records = PassManager(pass_list, _instruments(dump_ir)).run(source, PassContext(seed=seed))
+    ctx = PassContext(seed=seed, calibration=_calibration(calibration_model, calibration_data, calibration_samples))
+    optimized, records = PassManager(pass_list, _instruments(dump_ir)).run(source, ctx)
     save_model(optimized, output)
     if report:
         with atomic_file(report) as tmp:
@@ -96,14 +121,17 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report):
 @click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (several joined by ';').")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
-def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir):
+@calibration_options
+def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, calibration_model, calibration_data,
+                calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
     from .compiler import compile_model
     from .targets import get_target
 
     target = get_target(target_name)
     result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
-                           instruments=_instruments(dump_ir))
+                           instruments=_instruments(dump_ir),
+                           calibration=_calibration(calibration_model, calibration_data, calibration_samples))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
     console.print(f"wrote {output}/: {lib['file']} ({lib['kind']}), model.opt.onnx, manifest.json")
@@ -305,6 +333,74 @@ def models_fusion_demo(output, model_path):
     result = fusion_demo(onnx_runner(model_path or get_task("face").onnx_path), output)
     console.print(f"wrote {result['picture']} (source | target | fused); mean landmark error in px: "
                   f"{result['landmark_error_px']}")
+
+
+@main.command("quant-report")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied before quantizing.")
+@click.option("--calibrator", default="minmax", show_default=True, help="minmax | percentile | entropy")
+@click.option("--top", default=15, show_default=True, help="How many tensors to show.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path))
+@calibration_options
+def quant_report(model, passes, calibrator, top, json_path, calibration_model, calibration_data, calibration_samples):
+    """Rank tensors by quantization error (SQNR, cosine) between the float and the int8 model."""
+    from .manager import PassManager
+    from .model_io import load_model
+    from .pass_base import PassContext
+    from .pass_spec import build_passes
+    from .quant_report import tensor_errors
+
+    ctx = PassContext(calibration=_calibration(calibration_model, calibration_data, calibration_samples))
+    if ctx.calibration is None:
+        raise OptionError("quant-report needs calibration data: --calibration MODEL_NAME or --calibration-data FILE.npz")
+    float_model, _ = PassManager(build_passes(passes)).run(load_model(model), ctx)
+    quantized, records = PassManager(build_passes(f"quantize-int8{{calibrator={calibrator}}}")).run(float_model, ctx)
+    rows = tensor_errors(float_model, quantized, list(ctx.calibration())[:8])
+    table = Table(title=f"quantization error per tensor, worst first ({calibrator} calibration)")
+    for col in ("tensor", "node", "op", "SQNR dB", "cosine"):
+        table.add_column(col)
+    for e in rows[:top]:
+        table.add_row(e.tensor, e.node, e.op, f"{e.sqnr_db:.1f}", f"{e.cosine:.5f}")
+    console.print(table)
+    console.print(f"model outputs: worst SQNR {records[0].output_sqnr_db:.1f} dB; size "
+                  f"{records[0].before.size_bytes / 1024:.0f} KB → {records[0].after.size_bytes / 1024:.0f} KB")
+    if json_path:
+        with atomic_file(json_path) as tmp:
+            tmp.write_text(json.dumps([e.as_dict() for e in rows], indent=2) + "\n")
+
+
+@main.command("quantize")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--reference-model", "task_name", required=True,
+              help="Reference model whose evaluation set and metric judge accuracy (and whose calibration set is used).")
+@click.option("--accuracy-budget", type=float, required=True, help="Largest metric cost allowed (e.g. 0.01 mIoU).")
+@click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied before quantizing.")
+@click.option("--calibrator", default="minmax", show_default=True)
+@click.option("--eval-samples", default=40, show_default=True)
+@click.option("--calibration-samples", default=32, show_default=True)
+def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, eval_samples, calibration_samples):
+    """Accuracy-aware int8: keep the worst layers in float until the task metric is within budget."""
+    from .accuracy_aware import quantize_within_budget
+    from .calibration import from_reference_model
+    from .manager import PassManager
+    from .model_io import load_model, save_model
+    from .pass_base import PassContext
+    from .pass_spec import build_passes
+    from .reference_models.catalog import get_task
+
+    task = get_task(task_name)
+    ctx = PassContext(calibration=from_reference_model(task_name, calibration_samples))
+    float_model, _ = PassManager(build_passes(passes)).run(load_model(model), ctx)
+    console.print(f"{task_name}: float {task.metric_name} on {eval_samples} eval samples, budget {accuracy_budget}")
+    result = quantize_within_budget(float_model, task, accuracy_budget, ctx, calibrator, eval_samples,
+                                    log=console.print)
+    save_model(result.model, output)
+    verdict = "within budget" if result.within_budget else "NOT within budget (limit of float layers reached)"
+    console.print(f"wrote {output}: {verdict}; float {result.float_metric:.4f} → int8 {result.steps[-1].metric:.4f}; "
+                  f"kept in float: {', '.join(result.kept_float) or 'none'}")
+    if not result.within_budget:
+        sys.exit(1)
 
 
 @main.group("emulator")

@@ -139,13 +139,14 @@ def _tensor_list(specs) -> list[dict[str, Any]]:
 
 def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | os.PathLike,
                   passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
-                  instruments: list[Instrument] | None = None) -> CompileResult:
+                  instruments: list[Instrument] | None = None, calibration=None) -> CompileResult:
     """Optimize, build and export; the directory appears only if every step succeeded."""
     model_path = Path(model_path)
     model = load_model(model_path)
     spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
     pass_list = build_passes(spec) if spec else []
-    optimized, records = PassManager(pass_list, instruments).run(model, PassContext(target=target, seed=seed))
+    ctx = PassContext(target=target, seed=seed, calibration=calibration)
+    optimized, records = PassManager(pass_list, instruments).run(model, ctx)
     mod = to_relax(optimized, f"{model_path} (after passes)")
     executable = build(mod, target)
     with atomic_directory(out_dir) as tmp:

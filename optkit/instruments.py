@@ -29,6 +29,7 @@ class PassRecord:
     before: ModelStats | None = None
     after: ModelStats | None = None
     max_abs_diff: float | None = None
+    output_sqnr_db: float | None = None      # lossy passes: worst output's SQNR against the pass's input
     seconds: float = 0.0
 
     def as_dict(self, with_timing: bool = False) -> dict[str, Any]:
@@ -38,6 +39,7 @@ class PassRecord:
             "before": self.before.as_dict() if self.before else None,
             "after": self.after.as_dict() if self.after else None,
             "max_abs_diff": self.max_abs_diff,
+            "output_sqnr_db": None if self.output_sqnr_db is None else round(self.output_sqnr_db, 3),
         }
         if with_timing:
             d["seconds"] = round(self.seconds, 4)
@@ -76,13 +78,17 @@ class Validity(Instrument):
 
 
 class NumericEquivalence(Instrument):
-    """Exact passes must give the same outputs as their input model under onnxruntime."""
+    """Exact passes must give the same outputs as their input model under onnxruntime; for lossy passes
+    the error they introduce is measured (SQNR of each output on calibration data) and recorded."""
 
-    def __init__(self, rtol: float = 1e-4, atol: float = 1e-5):
-        self.rtol, self.atol = rtol, atol
+    def __init__(self, rtol: float = 1e-4, atol: float = 1e-5, lossy_samples: int = 8):
+        self.rtol, self.atol, self.lossy_samples = rtol, atol, lossy_samples
 
     def run_after_pass(self, pass_, before, result, ctx, record):
-        if not pass_.exact or not result.changed:
+        if not result.changed:
+            return
+        if not pass_.exact:
+            record.output_sqnr_db = self._lossy_error(before, result.model, ctx)
             return
         # The pass may have fixed symbolic dims, so the inputs follow the result's (more specific) shapes.
         feeds = make_inputs(result.model, ctx.seed)
@@ -106,6 +112,17 @@ class NumericEquivalence(Instrument):
                 f"claims to be exact but output '{m.name}' differs from the input model "
                 f"(max |diff| {m.max_abs:.3g} > tolerance {m.tolerance:.3g}{', ' + m.reason if m.reason else ''})"
                 f"{detail}")
+
+
+    def _lossy_error(self, before, after, ctx) -> float:
+        from .calibration import sqnr_db
+
+        feeds_list = list(ctx.calibration())[: self.lossy_samples] if ctx.calibration else [make_inputs(after, ctx.seed)]
+        worst = float("inf")
+        for feeds in feeds_list:
+            ref, got = run_ort(before, feeds), run_ort(after, feeds)
+            worst = min([worst] + [sqnr_db(ref[k], got[k]) for k in ref])
+        return worst
 
 
 class Statistics(Instrument):

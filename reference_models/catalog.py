@@ -35,9 +35,15 @@ def recorded_metrics(task: Task) -> dict | None:
 
 def onnx_runner(path: Path, threads: int = 1) -> Runner:
     from ..model_io import load_model
+
+    return session_runner(load_model(path), threads)
+
+
+def session_runner(model, threads: int = 1) -> Runner:
+    """Run an in-memory ONNX model with onnxruntime (all graph optimizations on, as deployed)."""
     from ..numerics import ort_session
 
-    sess = ort_session(load_model(path), threads, optimize=True)
+    sess = ort_session(model, threads, optimize=True)
     names = [o.name for o in sess.get_outputs()]
     return lambda feeds: dict(zip(names, sess.run(names, feeds)))
 

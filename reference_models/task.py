@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-# Training uses seeds 0..999; every evaluation set is drawn from this one.
+# Training uses seeds 0..999; every evaluation set is drawn from EVAL_SEED, and calibration data for
+# quantization and pruning from CALIBRATION_SEED, so neither training nor calibration sees the eval set.
 EVAL_SEED = 1_000_003
+CALIBRATION_SEED = 2_000_003
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -48,12 +50,16 @@ class Task:
     def onnx_path(self) -> Path:
         return Path(__file__).parent / self.name / f"{self.name}.onnx"
 
-    def sample(self, index: int) -> tuple[dict[str, np.ndarray], Any]:
-        """Model inputs and the label of evaluation sample `index` (deterministic)."""
+    def sample(self, index: int, seed: int = EVAL_SEED) -> tuple[dict[str, np.ndarray], Any]:
+        """Model inputs and the label of sample `index` of the set drawn from `seed` (deterministic)."""
         raise NotImplementedError
 
     def score(self, outputs: list[dict[str, np.ndarray]], labels: list[Any]) -> Evaluation:
         raise NotImplementedError
+
+    def calibration(self, count: int) -> list[dict[str, np.ndarray]]:
+        """Model inputs for calibration, from a seed neither training nor evaluation uses."""
+        return [self.sample(i, CALIBRATION_SEED)[0] for i in range(count)]
 
     def evaluate(self, run: Runner, limit: int | None = None) -> Evaluation:
         n = min(limit or self.eval_size, self.eval_size)

@@ -37,8 +37,8 @@ class PoseTask(Task):
     seed_note = "production model: no accuracy published; 11 ms on Snapdragon 845, 66 ms on RK3399 (seed-facts)"
     data = "people.py: 1-3 figures per scene, 14 keypoints with visibility"
 
-    def sample(self, index):
-        s = sample(EVAL_SEED, index, self.input_shape[2], self.input_shape[3])
+    def sample(self, index, seed=EVAL_SEED):
+        s = sample(seed, index, self.input_shape[2], self.input_shape[3])
         return {self.input_name: image_input(s.image)}, s.keypoints
 
     def score(self, outputs, labels):

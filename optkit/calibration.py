@@ -1,0 +1,58 @@
+"""Calibration data for lossy passes: from a reference model's calibration set, from an .npz file, or,
+for an unknown model, generated inputs (which only make sense for smoke tests, and are labelled so)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OptionError
+from .pass_base import CalibrationProvider
+
+
+def from_reference_model(name: str, count: int = 32) -> CalibrationProvider:
+    from .reference_models.catalog import get_task
+
+    task = get_task(name)
+    return lambda: task.calibration(count)
+
+
+def from_npz(path: str | Path) -> CalibrationProvider:
+    """An .npz holding one array per input name, samples stacked on a new leading axis."""
+    path = Path(path)
+    if not path.is_file():
+        raise OptionError(f"--calibration-data {path}: no such file")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    counts = {len(v) for v in arrays.values()}
+    if len(counts) != 1:
+        raise OptionError(f"--calibration-data {path}: inputs have different sample counts {sorted(counts)}")
+    n = counts.pop()
+    return lambda: [{k: v[i] for k, v in arrays.items()} for i in range(n)]
+
+
+def provider(reference: str | None, npz: str | Path | None, count: int = 32) -> CalibrationProvider | None:
+    if reference and npz:
+        raise OptionError("give --calibration or --calibration-data, not both")
+    if reference:
+        return from_reference_model(reference, count)
+    if npz:
+        return from_npz(npz)
+    return None
+
+
+def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (higher is better; inf when identical)."""
+    ref = np.asarray(reference, np.float64)
+    noise = float(np.sum((ref - np.asarray(approx, np.float64)) ** 2))
+    signal = float(np.sum(ref ** 2))
+    if noise == 0:
+        return float("inf")
+    return 10 * np.log10(max(signal, 1e-30) / noise)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / den) if den else 1.0
