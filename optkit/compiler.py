@@ -21,6 +21,7 @@ from .model_io import load_model
 from .numerics import input_specs, output_specs
 from .pass_base import PassContext
 from .pass_spec import build_passes
+from .relax_int8 import integer_convolutions
 from .shapes import format_shape
 from .targets import Target
 
@@ -93,6 +94,7 @@ def to_relax(model: onnx.ModelProto, where: str):
     except Exception as exc:
         raise CompileError(f"{where}: TVM could not import the model: {type(exc).__name__}: {exc}") from exc
     mod = relax.transform.DecomposeOpsForInference()(mod)
+    mod, _ = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
     return mod
 
 

@@ -1,0 +1,61 @@
+"""TVM runs QDQ models with integer convolutions, equal to onnxruntime's QDQ execution within one
+quantization step."""
+
+import numpy as np
+import pytest
+from graphs import bn_inits, bn_node, fin, init, make, rand
+from onnx import helper, numpy_helper
+
+from optkit.calibration import from_npz
+from optkit.compiler import compile_model, to_relax
+from optkit.manager import PassManager
+from optkit.numerics import run_ort
+from optkit.pass_base import PassContext
+from optkit.pass_spec import build_passes
+from optkit.runner import run_artifact
+from optkit.targets import get_target
+
+
+def conv_stack():
+    """conv3x3 s2 → BN → ReLU → depthwise 3x3 → ReLU → 1x1 → ReLU → dilated 3x3 (all convs quantized)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
+             bn_node("bn1", "c1", "n1"), helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "wd", "bd"], ["c2"], name="dw", pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Conv", ["r2", "wp", "bp"], ["c3"], name="pw"),
+             helper.make_node("Relu", ["c3"], ["r3"], name="relu3"),
+             helper.make_node("Conv", ["r3", "wo", "bo"], ["y"], name="dilated", pads=[2, 2, 2, 2], dilations=[2, 2])]
+    inits = [init("w1", rand(rng, 8, 3, 3, 3)), *bn_inits(rng, "bn1", 8), init("wd", rand(rng, 8, 1, 3, 3)),
+             init("bd", rand(rng, 8)), init("wp", rand(rng, 12, 8, 1, 1)), init("bp", rand(rng, 12)),
+             init("wo", rand(rng, 5, 12, 3, 3)), init("bo", rand(rng, 5))]
+    return make(nodes, [fin("x", [1, 3, 17, 23])], [fin("y", [1, 5, 9, 12])], inits)
+
+
+@pytest.fixture
+def quantized(tmp_path, save):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((12, 1, 3, 17, 23)).astype(np.float32))
+    ctx = PassContext(calibration=from_npz(tmp_path / "calib.npz"))
+    q, _ = PassManager(build_passes("mobile,quantize-int8")).run(conv_stack(), ctx)
+    return q, save(q, "q.onnx")
+
+
+def test_every_conv_becomes_an_integer_conv(quantized):
+    q, _ = quantized
+    text = to_relax(q, "q.onnx").script()
+    assert text.count("R.nn.conv2d(") == 4
+    assert text.count('out_dtype="int32"') == 4
+    assert 'dtype="int16") = R.astype' in text       # activations enter as integers, zero point removed
+
+
+def test_integer_build_matches_onnxruntime_qdq_within_one_step(quantized, tmp_path):
+    q, path = quantized
+    compile_model(path, get_target("host"), tmp_path / "host", passes="")
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    for seed in range(3):
+        x = np.random.default_rng(10 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
+        got = run_artifact(tmp_path / "host", {"x": x}).outputs["y"]
+        ref = run_ort(q, {"x": x})["y"]
+        steps = np.abs(got - ref) / float(out_scale)
+        assert steps.max() <= 1.0 + 1e-3, steps.max()
