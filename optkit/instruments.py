@@ -88,7 +88,7 @@ class NumericEquivalence(Instrument):
         if not result.changed:
             return
         if not pass_.exact:
-            record.output_sqnr_db = self._lossy_error(before, result.model, ctx)
+            record.output_sqnr_db = self._lossy_error(pass_.name, before, result.model, ctx)
             return
         # The pass may have fixed symbolic dims, so the inputs follow the result's (more specific) shapes.
         feeds = make_inputs(result.model, ctx.seed)
@@ -114,13 +114,17 @@ class NumericEquivalence(Instrument):
                 f"{detail}")
 
 
-    def _lossy_error(self, before, after, ctx) -> float:
+    def _lossy_error(self, pass_name, before, after, ctx) -> float:
         from .calibration import sqnr_db
 
         feeds_list = list(ctx.calibration())[: self.lossy_samples] if ctx.calibration else [make_inputs(after, ctx.seed)]
         worst = float("inf")
         for feeds in feeds_list:
-            ref, got = run_ort(before, feeds), run_ort(after, feeds)
+            ref = run_ort(before, feeds)
+            try:
+                got = run_ort(after, feeds)
+            except Exception as exc:
+                raise PassFailedError(pass_name, f"result does not run under onnxruntime: {exc}") from exc
             worst = min([worst] + [sqnr_db(ref[k], got[k]) for k in ref])
         return worst
 

@@ -1,10 +1,12 @@
 """Train the pose model on generated multi-person scenes and export pose.onnx.
 
-    python -m optkit.reference_models.pose.train [--iters 900]
+    python -m optkit.reference_models.pose.train [--iters 1600]
 
 Random 192x192 crops of 320x320 renders keep people at deployment scale; heatmap and PAF targets are
 built per crop (joints outside it are simply absent). Loss: L2 on both stages (intermediate
-supervision, as in OpenPose).
+supervision, as in OpenPose), weighted up where the targets are non-zero: keypoints and limbs cover
+a few percent of the map, and an unweighted loss settles on predicting background (it did: a first
+900-iteration run peaked at 0.1-0.3 on joints and scored OKS-AP 0.001).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ HERE = Path(__file__).parent
 SIZE = 320
 CROP = 192
 TRAIN_SEED = 1
+FOREGROUND_WEIGHT = 10.0
 
 
 def render_dataset(n: int, seed: int):
@@ -56,7 +59,7 @@ def batches(images, keypoints, rng, batch: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=900)
+    ap.add_argument("--iters", type=int, default=1600)
     ap.add_argument("--samples", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
@@ -64,19 +67,21 @@ def main() -> None:
     args = ap.parse_args()
     seed_everything(args.seed)
     recipe = {"iters": args.iters, "batch": args.batch, "crop": [CROP, CROP], "samples": args.samples,
-              "optimizer": "AdamW lr 2e-3 one-cycle", "loss": "L2 on heatmaps and PAFs, both stages"}
+              "optimizer": "AdamW lr 3e-3 one-cycle",
+              "loss": f"L2 on heatmaps and PAFs, both stages, x{1 + FOREGROUND_WEIGHT:g} where targets are non-zero"}
     log = TrainLog("pose", args.seed, recipe)
     images, keypoints = render_dataset(args.samples, TRAIN_SEED + args.seed)
     model = PoseNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=args.iters, pct_start=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.iters, pct_start=0.1)
     data = batches(images, keypoints, np.random.default_rng(args.seed), args.batch)
     model.train()
     for it in range(args.iters):
         x, heat, paf = next(data)
         stages = model(x, all_stages=True)
-        # joint channels weigh more than the (easy) background channel
-        loss = sum(((h - heat) ** 2).mean() * 10 + ((p - paf) ** 2).mean() * 10 for h, p in stages)
+        w_heat = 1 + FOREGROUND_WEIGHT * heat[:, :-1].amax(1, keepdim=True)
+        w_paf = 1 + FOREGROUND_WEIGHT * (paf.abs() > 0).float()
+        loss = sum((w_heat * (h - heat) ** 2).mean() * 10 + (w_paf * (p - paf) ** 2).mean() * 10 for h, p in stages)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,0 +1,252 @@
+"""`prune-channels`: structured channel pruning with least-squares reconstruction. Lossy.
+
+Channels are chosen per dependency group (optkit.channel_deps: residuals coupled, concat offsets
+mapped, depthwise convs and per-channel ops following) by filter norm (L1 or L2, or BatchNormalization
+scale when BNs are still there), uniformly per group, globally, or until a FLOP reduction target is met.
+Removing channels changes what the next convolution sees; with no retraining available, each consumer
+conv's weights are re-solved by ridge least squares so that, on calibration data, it reproduces its
+original output from the channels that are left (channel selection + reconstruction, as in He et al.
+2017, "Channel Pruning for Accelerating Very Deep Neural Networks").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+
+from optkit.channel_deps import Dependencies, analyze, channel_importance
+from optkit.errors import OptionError
+from optkit.graph import GraphIndex, attr, remove_unused_initializers
+from optkit.numerics import run_ort, with_intermediate_outputs
+from optkit.pass_base import Pass, PassContext, PassOption, PassResult, copy_model
+from optkit.stats import model_stats
+
+MAX_ROWS = 24_000       # least-squares rows sampled per consumer
+RIDGE = 1e-4            # relative ridge strength
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("use true or false")
+    return text.lower() in ("true", "1", "yes")
+
+
+def _choice(*values):
+    def parse(text: str) -> str:
+        if text not in values:
+            raise ValueError(f"choose one of {', '.join(values)}")
+        return text
+
+    return parse
+
+
+def select(deps: Dependencies, scores: dict[int, np.ndarray], ratio: float, mode: str, min_keep: int,
+           only: set[int] | None = None) -> dict[int, np.ndarray]:
+    """Channels to keep (sorted indices) for each group that loses any."""
+    keep: dict[int, np.ndarray] = {}
+    groups = [g for g in deps.prunable() if only is None or g.gid in only]
+    if mode == "global":
+        pooled = np.concatenate([scores[g.gid] for g in groups]) if groups else np.zeros(0)
+        cut = np.quantile(pooled, ratio) if len(pooled) else 0
+    for g in groups:
+        s = scores[g.gid]
+        n_keep = int(np.ceil(g.size * (1 - ratio))) if mode == "uniform" else int((s > cut).sum())
+        n_keep = min(g.size, max(n_keep, min_keep))
+        if n_keep < g.size:
+            keep[g.gid] = np.sort(np.argsort(-s, kind="stable")[:n_keep])
+    return keep
+
+
+def _positions(chs, keep: dict[int, np.ndarray]) -> np.ndarray:
+    kept = {g: set(v.tolist()) for g, v in keep.items()}
+    return np.array([p for p, (g, i) in enumerate(chs) if g not in kept or i in kept[g]], np.int64)
+
+
+def apply(model: onnx.ModelProto, deps: Dependencies, keep: dict[int, np.ndarray]
+          ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Slice weights in place; returns, per consumer conv whose inputs shrank, the input positions it
+    keeps and (if it is itself pruned) the output channels it keeps."""
+    idx = GraphIndex(model.graph)
+    sliced: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def put(node, k, value, suffix):
+        name = idx.fresh_name(f"{node.input[k]}_{suffix}")
+        idx.set_initializer(name, np.ascontiguousarray(value))
+        node.input[k] = name
+
+    for node in model.graph.node:
+        name = node.name or node.output[0]
+        in_chs = deps.channels.get(node.input[0]) if node.input else None
+        pos = _positions(in_chs, keep) if in_chs is not None else None
+        pruned_in = pos is not None and len(pos) < len(in_chs)
+        op = node.op_type
+        if op == "Conv":
+            w = idx.constant(node.input[1])
+            out_chs = deps.channels.get(node.output[0])
+            if name in deps.depthwise:
+                if pruned_in:
+                    put(node, 1, w[pos], "pruned")
+                    if len(node.input) > 2 and node.input[2]:
+                        put(node, 2, idx.constant(node.input[2])[pos], "pruned")
+                    for a in node.attribute:
+                        if a.name == "group":
+                            a.i = len(pos)
+                continue
+            gid = out_chs[0][0] if out_chs else None
+            out_keep = keep[gid] if gid in keep and name in deps.groups[gid].producers else None
+            if pruned_in and name in deps.consumers:
+                w = w[:, pos]
+                sliced[name] = (pos, out_keep)
+            if out_keep is not None:
+                w = w[out_keep]
+                if len(node.input) > 2 and node.input[2]:
+                    put(node, 2, idx.constant(node.input[2])[keep[gid]], "pruned")
+            if w.shape != idx.constant(node.input[1]).shape:
+                put(node, 1, w, "pruned")
+        elif op == "Resize" and pruned_in and len(node.input) > 3 and node.input[3]:
+            sizes = idx.constant(node.input[3]).copy()   # fixed output sizes include the channel count
+            sizes[1] = len(pos)
+            put(node, 3, sizes, "pruned")
+        elif op == "ConvTranspose" and pruned_in:
+            put(node, 1, idx.constant(node.input[1])[pos], "pruned")
+        elif pruned_in and op == "BatchNormalization":
+            for k in range(1, 5):
+                put(node, k, idx.constant(node.input[k])[pos], "pruned")
+        elif pruned_in and op in ("PRelu", "Add", "Sub", "Mul", "Div", "Max", "Min"):
+            for k in range(1, len(node.input)):
+                v = idx.constant(node.input[k])
+                if v is not None and v.size > 1:
+                    put(node, k, np.take(v, pos, axis=v.ndim - 3), "pruned")
+        if op in ("Add", "Sub", "Mul", "Div", "Max", "Min") and node.input[0] not in deps.channels:
+            v = idx.constant(node.input[0])
+            other = deps.channels.get(node.input[1])
+            if v is not None and v.size > 1 and other is not None:
+                p = _positions(other, keep)
+                if len(p) < len(other):
+                    put(node, 0, np.take(v, p, axis=v.ndim - 3), "pruned")
+    remove_unused_initializers(model.graph)
+    del model.graph.value_info[:]
+    return sliced
+
+
+def _patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, int]) -> np.ndarray:
+    """im2col: N x C x H x W → (N * Hout * Wout) x (C * kh * kw), matching Conv's geometry."""
+    kh, kw = kernel
+    sh, sw = attr(node, "strides", [1, 1])
+    dh, dw = attr(node, "dilations", [1, 1])
+    pt, pl, pb, pr = attr(node, "pads", [0, 0, 0, 0])
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    n, c, h, w = xp.shape
+    hout = (h - dh * (kh - 1) - 1) // sh + 1
+    wout = (w - dw * (kw - 1) - 1) // sw + 1
+    cols = np.empty((n, c, kh, kw, hout, wout), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i * dh:i * dh + sh * (hout - 1) + 1:sh, j * dw:j * dw + sw * (wout - 1) + 1:sw]
+    return cols.transpose(0, 4, 5, 1, 2, 3).reshape(n * hout * wout, c * kh * kw)
+
+
+def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, sliced: dict,
+                feeds: list[dict[str, np.ndarray]], seed: int) -> dict[str, float]:
+    """Re-solve each consumer conv, in graph order, so that from the inputs it now receives in the pruned
+    network (upstream reconstructions included) it reproduces its output in the original network.
+    Returns, per consumer, the relative output error that remains."""
+    nodes = {n.name or n.output[0]: n for n in original.graph.node}
+    order = [n.name or n.output[0] for n in original.graph.node if (n.name or n.output[0]) in sliced]
+    targets = [nodes[name].output[0] for name in order]
+    probe = with_intermediate_outputs(original, targets)
+    originals = [run_ort(probe, f, targets) for f in feeds]
+    rng = np.random.default_rng(seed)
+    idx = GraphIndex(pruned.graph)
+    pnodes = {n.name or n.output[0]: n for n in pruned.graph.node}
+    errors = {}
+    for name in order:
+        _, out_keep = sliced[name]
+        onode, pnode = nodes[name], pnodes[name]
+        x_probe = with_intermediate_outputs(pruned, [pnode.input[0]])
+        x = np.concatenate([run_ort(x_probe, f, [pnode.input[0]])[pnode.input[0]] for f in feeds]).astype(np.float64)
+        y = np.concatenate([o[onode.output[0]] for o in originals]).astype(np.float64)
+        if out_keep is not None:
+            y = y[:, out_keep]
+        w_old = idx.constant(pnode.input[1])
+        bias = idx.constant(pnode.input[2]) if len(pnode.input) > 2 and pnode.input[2] else None
+        cout = w_old.shape[0]
+        p = _patches(x, onode, w_old.shape[2:])
+        t = y.transpose(0, 2, 3, 1).reshape(-1, cout)
+        if bias is not None:
+            t = t - bias
+        if len(p) > MAX_ROWS:
+            rows = rng.choice(len(p), MAX_ROWS, replace=False)
+            p, t = p[rows], t[rows]
+        gram = p.T @ p
+        lam = RIDGE * np.trace(gram) / len(gram)
+        w_new = np.linalg.solve(gram + lam * np.eye(len(gram)), p.T @ t).T
+        err_before = np.linalg.norm(p @ w_old.reshape(cout, -1).T - t) / max(np.linalg.norm(t), 1e-12)
+        err_after = np.linalg.norm(p @ w_new.T - t) / max(np.linalg.norm(t), 1e-12)
+        if err_after < err_before:
+            idx.set_initializer(pnode.input[1], w_new.reshape(w_old.shape).astype(w_old.dtype))
+        errors[name] = round(float(min(err_after, err_before)), 5)
+    return errors
+
+
+class PruneChannels(Pass):
+    name = "prune-channels"
+    exact = False
+    summary = "structured channel pruning (dependency groups, L1/L2 norm) with least-squares reconstruction"
+    options = {
+        "ratio": PassOption(float, 0.3, "fraction of channels removed (uniform/global modes)"),
+        "mode": PassOption(_choice("uniform", "global"), "uniform", "uniform: same ratio per group; global: "
+                                                                    "lowest-scored channels network-wide"),
+        "flops": PassOption(float, 0.0, "instead of ratio: remove at least this fraction of FLOPs (e.g. 0.3)"),
+        "criterion": PassOption(_choice("l1", "l2"), "l1", "filter norm used to rank channels"),
+        "reconstruct": PassOption(_bool, True, "re-solve consumer weights by least squares on calibration data"),
+        "min-channels": PassOption(int, 4, "never leave a group with fewer channels"),
+        "groups": PassOption(str, "", "only these group ids (';'-separated); used by prune-scan"),
+    }
+
+    def run(self, model, ctx: PassContext) -> PassResult:
+        cfg = self.config
+        if not 0 <= cfg["ratio"] < 1 or not 0 <= cfg["flops"] < 1:
+            raise OptionError("pass 'prune-channels': ratio and flops must be in [0, 1)")
+        deps = analyze(model)
+        scores = channel_importance(model, deps, cfg["criterion"])
+        only = {int(g) for g in cfg["groups"].split(";") if g} or None
+        if only and not only <= {g.gid for g in deps.prunable()}:
+            raise OptionError(f"pass 'prune-channels': groups {sorted(only)} are not all prunable; prunable: "
+                              f"{sorted(g.gid for g in deps.prunable())}")
+        ratio = cfg["ratio"]
+        if cfg["flops"]:
+            ratio = self._ratio_for_flops(model, deps, scores, cfg)
+        keep = select(deps, scores, ratio, cfg["mode"], cfg["min-channels"], only)
+        original = copy_model(model)
+        sliced = apply(model, deps, keep)
+        stats = {"groups": len(deps.groups), "prunable_groups": len(deps.prunable()), "groups_pruned": len(keep),
+                 "ratio": round(ratio, 4),
+                 "channels_removed": int(sum(deps.groups[g].size - len(k) for g, k in keep.items())),
+                 "refused": {str(g.gid): g.refused for g in deps.groups.values() if g.refused}}
+        if cfg["reconstruct"] and sliced:
+            if ctx.calibration is None:
+                raise OptionError("pass 'prune-channels' reconstructs from calibration data: give --calibration "
+                                  "MODEL_NAME or --calibration-data FILE.npz (or reconstruct=false)")
+            feeds = list(ctx.calibration())[:8]
+            errors = reconstruct(original, model, sliced, feeds, ctx.seed)
+            stats["reconstruction_rel_error_max"] = max(errors.values())
+        return PassResult(model, bool(keep), stats)
+
+    @staticmethod
+    def _ratio_for_flops(model, deps, scores, cfg) -> float:
+        base = model_stats(model).flops
+        lo, hi = 0.0, 0.95
+        for _ in range(12):
+            mid = (lo + hi) / 2
+            trial = copy_model(model)
+            apply(trial, deps, select(deps, scores, mid, cfg["mode"], cfg["min-channels"]))
+            if 1 - model_stats(trial).flops / base >= cfg["flops"]:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+
+
