@@ -135,6 +135,20 @@ Loss went from {log['loss_curve'][0][1]} (iteration {log['loss_curve'][0][0]}) t
 
 ![samples](samples.png)
 """
+    if name == "face":
+        from .face.demo import fusion_demo
+
+        demo = fusion_demo(onnx_runner(task.onnx_path), folder / "fusion.png")
+        card += f"""
+## Face fusion
+`optkit models fusion-demo -o fusion.png`: landmarks from this model on two generated faces, a
+similarity transform (Umeyama) aligning source to target, a bilinear warp, a per-channel lookup table
+that matches the source's skin-tone histogram to the target's, and a feathered blend inside the face
+hull (`face/fusion.py`, numpy only). Source | target | fused; mean landmark error on these two faces
+{demo['landmark_error_px']['source']} and {demo['landmark_error_px']['target']} px.
+
+![fusion](fusion.png)
+"""
     (folder / "CARD.md").write_text(card)
     return result.as_dict()
 
