@@ -141,3 +141,31 @@ def aspp_net(seed: int = 0, h: int = 15, w: int = 20, rates=(6, 12, 18, 24)) -> 
     inits += [init("w_gp", rand(rng, m, c, 1, 1)), init("gp_shape", np.array([1, m, h, w], np.int64)),
               init("w_proj", rand(rng, 6, m * (len(rates) + 2), 1, 1)), init("w_side", rand(rng, 3, c, 1, 1))]
     return make(nodes, [fin("x", [1, c, h, w])], [fin("y", [1, 6, h, w]), fin("side", [1, 3, h, w])], inits)
+
+
+def prune_net(seed: int = 0) -> onnx.ModelProto:
+    """Residual + depthwise chain + concat, for channel pruning:
+    conv_a → relu_a ─┬─ conv_b → relu_b → dw (no bias) → conv_c ─ Add ─ relu_r ─┐
+                     └──────────────────────────────────────────┘              Concat → conv_e → y
+    x → conv_d (with a per-channel Mul) ────────────────────────────────────────┘"""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Conv", ["x", "wa", "ba"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["ra"], name="relu_a"),
+        helper.make_node("Conv", ["ra", "wb", "bb"], ["b"], name="conv_b", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["b"], ["rb"], name="relu_b"),
+        helper.make_node("Conv", ["rb", "wdw"], ["dw"], name="dw", pads=[1, 1, 1, 1], group=12),
+        helper.make_node("Conv", ["dw", "wc", "bc"], ["c"], name="conv_c"),
+        helper.make_node("Add", ["c", "ra"], ["res"], name="residual"),
+        helper.make_node("Relu", ["res"], ["rr"], name="relu_r"),
+        helper.make_node("Conv", ["x", "wd", "bd"], ["d"], name="conv_d", pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["d", "gain"], ["dg"], name="channel_gain"),
+        helper.make_node("Concat", ["rr", "dg"], ["cat"], name="concat", axis=1),
+        helper.make_node("Conv", ["cat", "we", "be"], ["y"], name="conv_e", pads=[1, 1, 1, 1]),
+    ]
+    inits = [init("wa", rand(rng, 8, 3, 3, 3)), init("ba", rand(rng, 8)), init("wb", rand(rng, 12, 8, 3, 3)),
+             init("bb", rand(rng, 12)), init("wdw", rand(rng, 12, 1, 3, 3)), init("wc", rand(rng, 8, 12, 1, 1)),
+             init("bc", rand(rng, 8)), init("wd", rand(rng, 6, 3, 3, 3)), init("bd", rand(rng, 6)),
+             init("gain", rng.uniform(0.5, 2, (1, 6, 1, 1)).astype(np.float32)),
+             init("we", rand(rng, 4, 14, 3, 3)), init("be", rand(rng, 4))]
+    return make(nodes, [fin("x", [1, 3, 12, 12])], [fin("y", [1, 4, 12, 12])], inits)

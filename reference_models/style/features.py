@@ -17,7 +17,7 @@ def random_filters() -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(WEIGHT_SEED)
     layers = []
     for cin, cout in zip(CHANNELS[:-1], CHANNELS[1:]):
-        w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * np.sqrt(2.0 / (cin * 9))
+        w = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
         b = rng.uniform(-0.1, 0.1, cout).astype(np.float32)
         layers.append((w, b))
     return layers
