@@ -403,6 +403,41 @@ def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, 
         sys.exit(1)
 
 
+@main.command("prune-scan")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--reference-model", "task_name", required=True, help="Whose evaluation set and metric to use.")
+@click.option("--ratio", default=0.5, show_default=True, help="Fraction of each group's channels removed.")
+@click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied first.")
+@click.option("--eval-samples", default=16, show_default=True)
+@click.option("--no-reconstruct", is_flag=True, help="Plain removal, without least-squares reconstruction.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path))
+def prune_scan_cmd(model, task_name, ratio, passes, eval_samples, no_reconstruct, json_path):
+    """Prune each channel group alone and report the task metric it costs (cheapest per FLOP first)."""
+    from .calibration import from_reference_model
+    from .manager import PassManager
+    from .model_io import load_model
+    from .pass_base import PassContext
+    from .pass_spec import build_passes
+    from .prune_scan import scan
+    from .reference_models.catalog import get_task
+
+    task = get_task(task_name)
+    ctx = PassContext(calibration=from_reference_model(task_name, 8))
+    float_model, _ = PassManager(build_passes(passes)).run(load_model(model), ctx)
+    base, rows = scan(float_model, task, ctx, ratio, eval_samples, not no_reconstruct, log=console.print)
+    table = Table(title=f"prune sensitivity, {ratio:.0%} of each group, {task.metric_name} {base:.4f} unpruned "
+                        f"({eval_samples} eval samples), cheapest per FLOP first")
+    for col in ("group", "producers", "channels", "FLOPs saved", task.metric_name, "cost"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r.group), ", ".join(r.producers), str(r.channels), f"{r.flops_saved:.1%}", f"{r.metric:.4f}",
+                      f"{r.cost:+.4f}")
+    console.print(table)
+    if json_path:
+        with atomic_file(json_path) as tmp:
+            tmp.write_text(json.dumps({"unpruned": base, "groups": [r.as_dict() for r in rows]}, indent=2) + "\n")
+
+
 @main.group("emulator")
 def emulator_group():
     """The AArch64 user-mode emulation used by `optkit run --emulate`."""
