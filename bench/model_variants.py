@@ -15,6 +15,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from optkit.reference_models.catalog import TASKS, get_task, session_runner
+
 from optkit.calibration import from_reference_model
 from optkit.compiler import compile_model
 from optkit.manager import PassManager
@@ -22,7 +24,6 @@ from optkit.measure import measure_host
 from optkit.model_io import load_model, save_model
 from optkit.pass_base import PassContext
 from optkit.pass_spec import build_passes
-from optkit.reference_models.catalog import TASKS, get_task, session_runner
 from optkit.stats import model_stats
 from optkit.targets import get_target
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-
 from optkit.channel_deps import Dependencies, analyze, channel_importance
 from optkit.errors import OptionError
 from optkit.graph import GraphIndex, attr, remove_unused_initializers

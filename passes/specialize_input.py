@@ -44,9 +44,6 @@ def fold_constants(model: onnx.ModelProto) -> int:
         folded: dict[int, list[np.ndarray]] = {}
         known: dict[str, np.ndarray] = {}
 
-        def value(name: str) -> np.ndarray | None:
-            return known[name] if name in known else idx.constant(name)
-
         for node in graph.node:
             if node.op_type in _NOT_FOLDABLE or node.op_type == "Constant" or node.domain not in ("", "ai.onnx"):
                 continue
@@ -55,7 +52,7 @@ def fold_constants(model: onnx.ModelProto) -> int:
             if node.op_type in ("Shape", "Size") and node.input[0] in shapes:
                 outs = [_shape_node_value(node, shapes[node.input[0]])]
             else:
-                ins = [value(i) if i else None for i in node.input]
+                ins = [(known[i] if i in known else idx.constant(i)) if i else None for i in node.input]
                 if not node.input or any(v is None for i, v in zip(node.input, ins) if i):
                     continue
                 outs = _evaluate(node, ins, model)

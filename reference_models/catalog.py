@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-
 from ..errors import OptionError, UnknownNameError
 from .face.task import FaceTask
 from .gesture.task import GestureTask

@@ -92,8 +92,11 @@ def oks(pred: np.ndarray, gt: np.ndarray, area: float, sigmas: np.ndarray) -> fl
     return float(np.mean(np.exp(-e[vis])))
 
 
+OKS_THRESHOLDS = np.arange(0.5, 0.96, 0.05)   # COCO's 0.50:0.05:0.95
+
+
 def oks_ap(predictions: list, ground_truth: list, areas: list, sigmas: np.ndarray,
-           thresholds=np.arange(0.5, 0.96, 0.05)) -> float:
+           thresholds: np.ndarray = OKS_THRESHOLDS) -> float:
     """COCO-style keypoint AP averaged over OKS thresholds. predictions[i] = (P x K x 3 people with
     scores in [..., 2]... , scores P); ground_truth[i] = G x K x 3; areas[i] = G."""
     aps = []

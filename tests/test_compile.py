@@ -71,7 +71,7 @@ def test_ios_target_produces_macho_arm64_objects(small_model, tmp_path):
 @pytest.mark.parametrize("target", ["host", "rk3399", "ios-arm64"])
 def test_same_inputs_give_byte_identical_artifacts(small_model, tmp_path, target):
     a = compile_model(small_model, get_target(target), tmp_path / "a").manifest
-    b = compile_model(small_model, get_target(target), tmp_path / "b").manifest
+    compile_model(small_model, get_target(target), tmp_path / "b")
     for name in a["files"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 from graphs import aspp_net
+from optkit.passes.fuse_aspp import live_taps
 
 from optkit.graph import attr
 from optkit.manager import PassManager
 from optkit.numerics import make_inputs, run_ort
 from optkit.pass_spec import build_passes
-from optkit.passes.fuse_aspp import live_taps
 
 
 def test_live_taps_by_hand():

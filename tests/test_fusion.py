@@ -1,7 +1,6 @@
 """Face fusion maths on cases with known answers."""
 
 import numpy as np
-
 from optkit.reference_models.face.fusion import similarity_transform, tone_lut, warp
 
 

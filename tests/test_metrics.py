@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from optkit.reference_models import metrics as M
 
 

@@ -6,6 +6,7 @@ import onnx
 import pytest
 from graphs import fin, init, make, prune_net, rand
 from onnx import helper, numpy_helper
+from optkit.passes.prune_channels import PruneChannels, apply, select
 
 from optkit.calibration import sqnr_db
 from optkit.channel_deps import analyze, channel_importance
@@ -13,7 +14,6 @@ from optkit.manager import PassManager
 from optkit.numerics import make_inputs, run_ort
 from optkit.pass_base import PassContext
 from optkit.pass_spec import build_passes
-from optkit.passes.prune_channels import PruneChannels, apply, select
 
 
 def calib(model, n=6):

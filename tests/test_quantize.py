@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pytest
 from graphs import small_convnet
+from optkit.reference_models.task import Evaluation, Task
 
 from optkit.accuracy_aware import compute_node_behind, quantize_within_budget
 from optkit.calibration import from_npz, sqnr_db
@@ -13,7 +14,6 @@ from optkit.numerics import make_inputs
 from optkit.pass_base import PassContext
 from optkit.pass_spec import build_passes
 from optkit.quant_report import tensor_errors
-from optkit.reference_models.task import Evaluation, Task
 
 
 @pytest.fixture
@@ -105,9 +105,10 @@ def test_accuracy_aware_mode_meets_a_budget_by_keeping_layers_float(calib):
 
 
 def test_parsing_int8_meets_the_seed_size_and_accuracy_goal():
+    from optkit.reference_models.catalog import evaluate, get_task, session_runner
+
     from optkit.calibration import from_reference_model
     from optkit.model_io import load_model
-    from optkit.reference_models.catalog import evaluate, get_task, session_runner
 
     task = get_task("parsing")
     ctx = PassContext(calibration=from_reference_model("parsing", 16))
@@ -119,9 +120,9 @@ def test_parsing_int8_meets_the_seed_size_and_accuracy_goal():
 
 
 def test_manager_still_rejects_exact_claims_of_lossy_rewrites(calib):
-    from optkit.pass_base import Pass
-
     from optkit.passes.quantize_int8 import QuantizeInt8
+
+    from optkit.pass_base import Pass
 
     class Liar(QuantizeInt8):
         name = "liar"

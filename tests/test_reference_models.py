@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from optkit.reference_models import faces, hands, people, style_data
+from optkit.reference_models.catalog import TASKS, evaluate, get_task
 
 from optkit.cli import main
 from optkit.compiler import compile_model
-from optkit.reference_models import faces, hands, people, style_data
-from optkit.reference_models.catalog import TASKS, evaluate, get_task
 from optkit.runner import run_artifact
 from optkit.targets import get_target
 
