@@ -62,10 +62,10 @@ def check_static_inputs(model: onnx.ModelProto, where: str) -> dict[str, list[in
     shapes = {}
     for spec in input_specs(model):
         if not spec.shape or any(not isinstance(d, int) or d <= 0 for d in spec.shape):
+            example = format_shape(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
             raise CompileError(
                 f"{where}: input '{spec.name}' has dynamic or unknown dims {list(spec.shape)}; TVM needs fixed "
-                f"sizes: pass --input-shape {spec.name}:{format_shape(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)}"
-                f" (or add specialize-input to the passes)")
+                f"sizes: pass --input-shape {spec.name}:{example} (or add specialize-input to the passes)")
         shapes[spec.name] = list(spec.shape)
     return shapes
 

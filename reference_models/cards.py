@@ -93,6 +93,8 @@ def write_card(name: str) -> dict:
               f"{'within' if size_mb <= task.size_budget_mb else 'OVER'} budget") if task.size_budget_mb else "none given"
     details = "\n".join(f"- {k}: {v}" for k, v in result.details.items())
     recipe = "\n".join(f"- {k}: {v}" for k, v in log["recipe"].items())
+    samples_caption = ("Content (left) and stylized output (right), brush 0, 0.5, 1, 0" if name == "style"
+                       else "Evaluation samples: label (left) and prediction (right) of each pair")
     card = f"""# {name}
 
 {task.description}.
@@ -109,7 +111,8 @@ def write_card(name: str) -> dict:
 | size budget (fp32) | {budget} |
 
 ## Data
-Generated, never downloaded: {task.data}. Deterministic from a seed (`optkit.reference_models.{task.data.split(':')[0].replace('.py', '')}`).
+Generated, never downloaded: {task.data}. Deterministic from a seed
+(`optkit.reference_models.{task.data.split(':')[0].replace('.py', '')}`).
 
 ## Accuracy (fp32, onnxruntime)
 **{result.metric} = {result.value:.4f}** ({direction}) on the full evaluation set of {result.samples} samples
@@ -131,7 +134,7 @@ Loss went from {log['loss_curve'][0][1]} (iteration {log['loss_curve'][0][0]}) t
 (iteration {log['loss_curve'][-1][0]}); the full curve is in `train_log.json`.
 
 ## Samples
-{'Content (left) and stylized output (right), brush 0, 0.5, 1, 0' if name == 'style' else 'Evaluation samples: label (left) and prediction (right) of each pair'}.
+{samples_caption}.
 
 ![samples](samples.png)
 """
