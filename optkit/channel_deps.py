@@ -14,14 +14,13 @@ that is not depthwise, ...); the reason names the node.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 import onnx
 
-from .graph import GraphIndex, attr, static_shapes
+from .graph import GraphIndex, attr
 
 PASS_THROUGH = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu",
                 "Softplus", "Identity", "Dropout", "Resize", "Upsample", "MaxPool", "AveragePool", "Neg", "Abs",
@@ -53,7 +52,6 @@ class Dependencies:
 
 def analyze(model: onnx.ModelProto) -> Dependencies:
     idx = GraphIndex(model.graph)
-    shapes = static_shapes(model)
     groups: dict[int, ChannelGroup] = {}
     channels: dict[str, list[Channel]] = {}
     couple = nx.Graph()
@@ -168,7 +166,6 @@ def analyze(model: onnx.ModelProto) -> Dependencies:
             for tensor, chs in channels.items():
                 channels[tensor] = [(root, i) if gg == g else (gg, i) for gg, i in chs]
             del groups[g]
-    del shapes
     return Dependencies(groups, channels, consumers, depthwise)
 
 
@@ -177,7 +174,7 @@ def channel_importance(model: onnx.ModelProto, deps: Dependencies, criterion: st
     so coupled convs of different scale count alike)."""
     idx = GraphIndex(model.graph)
     nodes = {n.name or n.output[0]: n for n in model.graph.node}
-    scores: dict[int, np.ndarray] = defaultdict(lambda: 0)
+    scores: dict[int, np.ndarray] = {}
     for gid, group in deps.groups.items():
         total = np.zeros(group.size)
         for p in group.producers:
