@@ -169,3 +169,30 @@ def prune_net(seed: int = 0) -> onnx.ModelProto:
              init("gain", rng.uniform(0.5, 2, (1, 6, 1, 1)).astype(np.float32)),
              init("we", rand(rng, 4, 14, 3, 3)), init("be", rand(rng, 4))]
     return make(nodes, [fin("x", [1, 3, 12, 12])], [fin("y", [1, 4, 12, 12])], inits)
+
+
+def converter_style_net(seed: int = 0) -> onnx.ModelProto:
+    """Shaped like tf2onnx output: NHWC input and Transposes around the convs, explicit Pad nodes,
+    Clip(0, 6) and HardSwish activations, PRelu, a Resize with scales, an NHWC output."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["x_nchw"], name="to_nchw", perm=[0, 3, 1, 2]),
+        helper.make_node("Pad", ["x_nchw", "pads"], ["xp"], name="pad", mode="constant"),
+        helper.make_node("Conv", ["xp", "w1", "b1"], ["c1"], name="conv1", strides=[2, 2]),
+        helper.make_node("Clip", ["c1", "zero", "six"], ["r1"], name="relu6"),
+        helper.make_node("Conv", ["r1", "wd", "bd"], ["d1"], name="dw", pads=[1, 1, 1, 1], group=16),
+        helper.make_node("HardSwish", ["d1"], ["h1"], name="hswish"),
+        helper.make_node("Conv", ["h1", "w2", "b2"], ["c2"], name="project"),
+        helper.make_node("PRelu", ["c2", "slope"], ["p2"], name="prelu"),
+        helper.make_node("Conv", ["p2", "w3", "b3"], ["c3"], name="expand"),
+        helper.make_node("Resize", ["c3", "", "scales"], ["up"], name="upsample", mode="nearest"),
+        helper.make_node("Conv", ["up", "w4", "b4"], ["c4"], name="head", pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c4"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1]),
+    ]
+    inits = [init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), init("w1", rand(rng, 16, 3, 3, 3)),
+             init("b1", rand(rng, 16)), init("zero", np.array(0, np.float32)), init("six", np.array(6, np.float32)),
+             init("wd", rand(rng, 16, 1, 3, 3)), init("bd", rand(rng, 16)), init("w2", rand(rng, 12, 16, 1, 1)),
+             init("b2", rand(rng, 12)), init("slope", rng.uniform(0.05, 0.3, (12, 1, 1)).astype(np.float32)),
+             init("w3", rand(rng, 24, 12, 1, 1)), init("b3", rand(rng, 24)),
+             init("scales", np.array([1, 1, 2, 2], np.float32)), init("w4", rand(rng, 5, 24, 3, 3)), init("b4", rand(rng, 5))]
+    return make(nodes, [fin("x", [1, 32, 32, 3])], [fin("y", [1, 32, 32, 5])], inits)
