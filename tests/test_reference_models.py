@@ -94,6 +94,15 @@ def test_compiles_for_host_and_matches_onnxruntime(name, tmp_path):
     assert not result.mismatches, result.mismatches
 
 
+@pytest.mark.parametrize("name", COMMITTED)
+def test_cross_compiles_for_rk3399(name, tmp_path):
+    task = get_task(name)
+    shape = "" if name != "style" else "image:1x3x256x256"
+    compile_model(task.onnx_path, get_target("rk3399"), tmp_path / "rk", input_shapes=shape)
+    head = (tmp_path / "rk" / "model.so").read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
+
+
 def test_host_artifact_evaluates_like_onnxruntime(tmp_path):
     compile_model(get_task("parsing").onnx_path, get_target("host"), tmp_path / "host")
     via_tvm = evaluate("parsing", artifact=tmp_path / "host", limit=3)
