@@ -10,9 +10,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from optkit.reference_models.catalog import get_task
+
 from optkit.compiler import compile_model
 from optkit.measure import measure_host
-from optkit.reference_models.catalog import get_task
 from optkit.targets import get_target
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from .draw import Canvas, background, capsule, ellipse, finish, polygon, skin_tone, smooth_noise
 
 LANDMARKS = 68
+CROP = 128          # the landmark model's input: a 128x128 face crop
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
 
 

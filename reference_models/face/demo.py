@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import draw
+from ..faces import CROP as SIZE
 from ..faces import sample
 from ..task import Runner, image_input
 from .fusion import fuse
-from .model import SIZE
 from .task import landmarks_from_output
 
 

@@ -9,8 +9,6 @@ from torch import nn
 from ..faces import LANDMARKS
 from ..training import InvertedResidual, conv_bn_act
 
-SIZE = 128
-
 
 class FaceLandmarkNet(nn.Module):
     def __init__(self):

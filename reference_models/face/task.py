@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..faces import CROP as SIZE
 from ..faces import LANDMARKS, interocular, sample
 from ..metrics import nme
 from ..task import EVAL_SEED, Evaluation, Task, image_input
-from .model import SIZE
 
 
 def landmarks_from_output(out: np.ndarray) -> np.ndarray:
