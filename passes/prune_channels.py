@@ -198,7 +198,9 @@ class PruneChannels(Pass):
         "mode": PassOption(_choice("uniform", "global"), "uniform", "uniform: same ratio per group; global: "
                                                                     "lowest-scored channels network-wide"),
         "flops": PassOption(float, 0.0, "instead of ratio: remove at least this fraction of FLOPs (e.g. 0.3)"),
-        "criterion": PassOption(_choice("l1", "l2"), "l1", "filter norm used to rank channels"),
+        "criterion": PassOption(_choice("l1", "l2", "bn"), "l1", "rank channels by filter L1 / L2 norm, or by the "
+                                                                 "scale of the BatchNormalization after them (run "
+                                                                 "before fold-bn)"),
         "reconstruct": PassOption(_bool, True, "re-solve consumer weights by least squares on calibration data"),
         "min-channels": PassOption(int, 4, "never leave a group with fewer channels"),
         "groups": PassOption(str, "", "only these group ids (';'-separated); used by prune-scan"),

@@ -107,3 +107,17 @@ def test_needs_calibration_to_reconstruct():
 
     with pytest.raises(OptionError, match="reconstructs from calibration data"):
         PassManager(build_passes("prune-channels{ratio=0.5}")).run(prune_net())
+
+
+def test_bn_scale_criterion_ranks_by_gamma():
+    from graphs import conv_bn_net
+
+    model = conv_bn_net(dynamic_batch=False)
+    deps = analyze(model)
+    gid = next(g.gid for g in deps.groups.values() if g.producers == ["conv_nobias"])
+    gamma = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "bn1_g")).astype(np.float64)
+    var = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "bn1_v")).astype(np.float64)
+    expected = np.abs(gamma) / np.sqrt(var + 1e-3)
+    np.testing.assert_allclose(channel_importance(model, deps, "bn")[gid], expected / expected.mean(), rtol=1e-6)
+    l1 = channel_importance(model, deps, "l1")[gid]
+    assert not np.allclose(l1, expected / expected.mean())
