@@ -137,9 +137,9 @@ def test_accuracy_aware_mode_meets_a_tight_budget_on_pose(tmp_path):
     """All-int8 pose costs ~0.005 OKS-AP on 20 scenes; a 0.002 budget makes the mode keep the layer with
     the worst tensor SQNR in float, and the result is within budget."""
     from click.testing import CliRunner
+    from optkit.reference_models.catalog import get_task
 
     from optkit.cli import main
-    from optkit.reference_models.catalog import get_task
 
     out = CliRunner().invoke(main, ["quantize", str(get_task("pose").onnx_path), "-o", str(tmp_path / "p.onnx"),
                                     "--reference-model", "pose", "--accuracy-budget", "0.002", "--eval-samples", "20"])
