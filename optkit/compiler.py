@@ -12,7 +12,7 @@ from typing import Any
 import onnx
 
 from . import __version__
-from .artifact import OPTIMIZED_ONNX, deterministic_tar, write_manifest
+from .artifact import OPTIMIZED_ONNX, deterministic_tar, sha256_file, write_manifest
 from .atomic import atomic_directory
 from .errors import CompileError
 from .instruments import Instrument, PassRecord
@@ -93,9 +93,7 @@ def to_relax(model: onnx.ModelProto, where: str):
         mod = from_onnx(model, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
     except Exception as exc:
         raise CompileError(f"{where}: TVM could not import the model: {type(exc).__name__}: {exc}") from exc
-    mod = relax.transform.DecomposeOpsForInference()(mod)
-    mod, _ = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
-    return mod
+    return relax.transform.DecomposeOpsForInference()(mod)
 
 
 def build(mod, target: Target):
@@ -150,6 +148,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
     ctx = PassContext(target=target, seed=seed, calibration=calibration)
     optimized, records = PassManager(pass_list, instruments).run(model, ctx)
     mod = to_relax(optimized, f"{model_path} (after passes)")
+    mod, integer_convs = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
     executable = build(mod, target)
     with atomic_directory(out_dir) as tmp:
         library, description = export(executable, target, tmp)
@@ -157,7 +156,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
         manifest = {
             "format": "optkit-artifact/1",
             "versions": versions(),
-            "source_model": {"file": model_path.name, "sha256": _sha256_bytes(model_path.read_bytes())},
+            "source_model": {"file": model_path.name, "sha256": sha256_file(model_path)},
             "target": {**target.as_dict(), "path": Path(target.path).name, "tvm_resolved": target.tvm_target_dict()},
             "passes": [r.as_dict() for r in records],
             "pass_spec": spec,
@@ -166,12 +165,8 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "library": {"file": library, "kind": description, "export_format": target.export_format},
             "optimized_onnx": OPTIMIZED_ONNX,
             "tuning": "untuned",
+            "integer_convolutions": integer_convs,
         }
         write_manifest(tmp, manifest)
     return CompileResult(Path(out_dir), manifest, records)
 
-
-def _sha256_bytes(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()

@@ -42,8 +42,12 @@ def quantized(tmp_path, save):
 
 
 def test_every_conv_becomes_an_integer_conv(quantized):
+    from optkit.relax_int8 import integer_convolutions
+
     q, _ = quantized
-    text = to_relax(q, "q.onnx").script()
+    mod, count = integer_convolutions(to_relax(q, "q.onnx"))
+    assert count == 4
+    text = mod.script()
     assert text.count("R.nn.conv2d(") == 4
     assert text.count('out_dtype="int32"') == 4
     assert 'dtype="int16") = R.astype' in text       # activations enter as integers, zero point removed
@@ -51,7 +55,8 @@ def test_every_conv_becomes_an_integer_conv(quantized):
 
 def test_integer_build_matches_onnxruntime_qdq_within_one_step(quantized, tmp_path):
     q, path = quantized
-    compile_model(path, get_target("host"), tmp_path / "host", passes="")
+    result = compile_model(path, get_target("host"), tmp_path / "host", passes="")
+    assert result.manifest["integer_convolutions"] == 4
     out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     for seed in range(3):
         x = np.random.default_rng(10 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
