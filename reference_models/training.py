@@ -65,6 +65,22 @@ def export_onnx(model: nn.Module, example: tuple, path: Path, input_names: list[
     tmp.unlink()
 
 
+def fit(model: nn.Module, next_loss, iters: int, lr: float, log: TrainLog, weight_decay: float = 1e-4) -> None:
+    """The loop every reference model trains with: AdamW (Adam when weight_decay is 0), one-cycle
+    learning rate, one batch per step. `next_loss(it)` draws a batch and returns its loss."""
+    opt = (torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay) if weight_decay
+           else torch.optim.Adam(model.parameters(), lr=lr))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iters, pct_start=0.1)
+    model.train()
+    for it in range(iters):
+        loss = next_loss(it)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        log.step(it, loss.item())
+
+
 class TrainLog:
     """Loss curve and a summary written next to the model (train_log.json)."""
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..faces import CROP as SIZE
 from ..faces import LANDMARKS, sample
-from ..training import TrainLog, export_onnx, seed_everything, to_tensor_images
-from .model import SIZE, FaceLandmarkNet
+from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
+from .model import FaceLandmarkNet
 
 HERE = Path(__file__).parent
 TRAIN_SEED = 4
@@ -62,18 +63,14 @@ def main() -> None:
     log = TrainLog("face", args.seed, recipe)
     images, marks = render_dataset(args.samples, TRAIN_SEED + args.seed)
     model = FaceLandmarkNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=args.iters, pct_start=0.1)
     data = batches(images, marks, np.random.default_rng(args.seed), args.batch)
-    model.train()
-    for it in range(args.iters):
+
+    def next_loss(it):
         x, y = next(data)
         loss = (model(x) - y).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        log.step(it, loss.item())
+        return loss
+
+    fit(model, next_loss, args.iters, 2e-3, log)
     export_onnx(model, (torch.zeros(1, 3, SIZE, SIZE),), args.out, ["image"], ["landmarks"])
     log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
 

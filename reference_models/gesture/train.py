@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..hands import sample
-from ..training import TrainLog, export_onnx, seed_everything, to_tensor_images
+from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
 from .anchors import SIZE, anchors, match
 from .model import GestureNet
 
@@ -73,21 +73,17 @@ def main() -> None:
     log = TrainLog("gesture", args.seed, recipe)
     images, boxes, labels = render_dataset(args.samples, TRAIN_SEED + args.seed)
     model = GestureNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.iters, pct_start=0.1)
     data = batches(images, boxes, labels, np.random.default_rng(args.seed), args.batch)
-    model.train()
-    for it in range(args.iters):
+
+    def next_loss(it):
         x, cls, reg = next(data)
         logits, deltas = model(x, logits=True)
         pos = cls > 0
         n_pos = max(int(pos.sum()), 1)
         loss = (focal_loss(logits, cls) + F.smooth_l1_loss(deltas[pos], reg[pos], reduction="sum")) / n_pos
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        log.step(it, loss.item())
+        return loss
+
+    fit(model, next_loss, args.iters, 3e-3, log)
     export_onnx(model, (torch.zeros(1, 3, SIZE, SIZE),), args.out, ["image"], ["scores", "deltas"])
     log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
 

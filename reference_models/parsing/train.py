@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..people import PARTS, sample
-from ..training import TrainLog, export_onnx, seed_everything, to_tensor_images
+from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
 from .model import ParsingNet
 
 HERE = Path(__file__).parent
@@ -46,34 +46,38 @@ def batches(images, labels, rng, batch: int, ch: int, cw: int):
         yield to_tensor_images(xb), torch.from_numpy(yb.astype(np.int64))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=1500)
-    ap.add_argument("--samples", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=HERE / "parsing.onnx")
-    args = ap.parse_args()
-    seed_everything(args.seed)
-    recipe = {"iters": args.iters, "batch": args.batch, "crop": [128, 160], "samples": args.samples,
-              "optimizer": "AdamW lr 3e-3 cosine, wd 1e-4", "loss": "cross-entropy"}
-    log = TrainLog("parsing", args.seed, recipe)
-    images, labels = render_dataset(args.samples, TRAIN_SEED + args.seed)
-    model = ParsingNet(len(PARTS))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.iters, pct_start=0.1)
-    data = batches(images, labels, np.random.default_rng(args.seed), args.batch, 128, 160)
-    model.train()
-    for it in range(args.iters):
+def train_segmenter(name: str, model: torch.nn.Module, args, crop: tuple[int, int], train_seed: int) -> None:
+    """Render the scenes, train with cross-entropy on random crops, export at 240x320 (shared with parsing_hp).
+    The caller seeds (seed_everything) before building the model, so initialisation is reproducible."""
+    recipe = {"iters": args.iters, "batch": args.batch, "crop": list(crop), "samples": args.samples,
+              "optimizer": "AdamW lr 3e-3 one-cycle, wd 1e-4", "loss": "cross-entropy"}
+    log = TrainLog(name, args.seed, recipe)
+    images, labels = render_dataset(args.samples, train_seed + args.seed)
+    data = batches(images, labels, np.random.default_rng(args.seed), args.batch, *crop)
+
+    def next_loss(_it):
         x, y = next(data)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        log.step(it, loss.item())
+        return F.cross_entropy(model(x), y)
+
+    fit(model, next_loss, args.iters, 3e-3, log)
     export_onnx(model, (torch.zeros(1, 3, H, W),), args.out, ["image"], ["logits"])
     log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
+
+
+def arguments(iters: int, batch: int, out: Path):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=iters)
+    ap.add_argument("--samples", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=out)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = arguments(1500, 16, HERE / "parsing.onnx")
+    seed_everything(args.seed)
+    train_segmenter("parsing", ParsingNet(len(PARTS)), args, (128, 160), TRAIN_SEED)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..people import sample
-from ..training import TrainLog, export_onnx, seed_everything, to_tensor_images
+from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
 from .model import PoseNet
 from .targets import STRIDE, make_targets
 
@@ -72,21 +72,17 @@ def main() -> None:
     log = TrainLog("pose", args.seed, recipe)
     images, keypoints = render_dataset(args.samples, TRAIN_SEED + args.seed)
     model = PoseNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.iters, pct_start=0.1)
     data = batches(images, keypoints, np.random.default_rng(args.seed), args.batch)
-    model.train()
-    for it in range(args.iters):
+
+    def next_loss(it):
         x, heat, paf = next(data)
         stages = model(x, all_stages=True)
         w_heat = 1 + FOREGROUND_WEIGHT * heat[:, :-1].amax(1, keepdim=True)
         w_paf = 1 + FOREGROUND_WEIGHT * (paf.abs() > 0).float()
         loss = sum((w_heat * (h - heat) ** 2).mean() * 10 + (w_paf * (p - paf) ** 2).mean() * 10 for h, p in stages)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        log.step(it, loss.item())
+        return loss
+
+    fit(model, next_loss, args.iters, 3e-3, log)
     export_onnx(model, (torch.zeros(1, 3, SIZE, SIZE),), args.out, ["image"], ["heatmaps", "pafs"])
     log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
 

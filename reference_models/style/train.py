@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..style_data import content, exemplar
-from ..training import TrainLog, export_onnx, seed_everything, to_tensor_images
+from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
 from .features import random_filters
 from .model import BRUSH_CENTRES, StrokePyramidNet
 
@@ -74,11 +74,9 @@ def main() -> None:
     with torch.no_grad():
         targets = [grams(feat(to_tensor_images(exemplar(256, b)[None]))) for b in BRUSH_CENTRES]
     model = StrokePyramidNet()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=args.iters, pct_start=0.1)
     rng = np.random.default_rng(args.seed)
-    model.train()
-    for it in range(args.iters):
+
+    def next_loss(it):
         k = it % len(BRUSH_CENTRES)
         x = to_tensor_images(images[rng.integers(0, len(images), args.batch)])
         brush = torch.full((args.batch, 1), BRUSH_CENTRES[k])
@@ -87,11 +85,9 @@ def main() -> None:
         style = sum(((g - t) ** 2).mean() for g, t in zip(grams(fy), targets[k]))
         cont = ((fy[1] - fx[1]) ** 2).mean()
         loss = STYLE_WEIGHT * style + CONTENT_WEIGHT * cont
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        log.step(it, loss.item())
+        return loss
+
+    fit(model, next_loss, args.iters, 2e-3, log, weight_decay=0)
     # Height and width stay dynamic: fix them per deployment with specialize-input (e.g. 1024x1024).
     export_onnx(model, (torch.zeros(1, 3, 256, 256), torch.zeros(1, 1)), args.out, ["image", "brush"], ["stylized"],
                 dynamic_axes={"image": {2: "H", 3: "W"}, "stylized": {2: "H", 3: "W"}})
