@@ -5,9 +5,6 @@ from __future__ import annotations
 from optkit.graph import remove_unused_initializers, subgraph_inputs
 from optkit.pass_base import Pass, PassContext, PassResult
 
-# Ops whose effect is not only their outputs are kept even if unused.
-_SIDE_EFFECTS: set[str] = set()
-
 
 class EliminateDead(Pass):
     name = "eliminate-dead"
@@ -19,7 +16,7 @@ class EliminateDead(Pass):
         live = {o.name for o in graph.output}
         keep = []
         for node in reversed(graph.node):
-            if node.op_type in _SIDE_EFFECTS or any(o in live for o in node.output if o):
+            if any(o in live for o in node.output if o):
                 keep.append(node)
                 live.update(i for i in node.input if i)
                 live |= subgraph_inputs(node)

@@ -3,6 +3,7 @@ ONNX export. Evaluation never imports this module."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -11,6 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+
+def arguments(iters: int, batch: int, out: Path, samples: int = 3000) -> argparse.Namespace:
+    """The command line every training script takes (defaults differ per model)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=iters)
+    ap.add_argument("--samples", type=int, default=samples)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=out)
+    return ap.parse_args()
 
 
 def seed_everything(seed: int, threads: int = 2) -> None:

@@ -8,7 +8,6 @@ the 68-point left/right permutation.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 
 from ..faces import CROP as SIZE
 from ..faces import LANDMARKS, sample
-from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
+from ..training import TrainLog, arguments, export_onnx, fit, seed_everything, to_tensor_images
 from .model import FaceLandmarkNet
 
 HERE = Path(__file__).parent
@@ -50,13 +49,7 @@ def batches(images, marks, rng, batch: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--samples", type=int, default=6000)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=HERE / "face.onnx")
-    args = ap.parse_args()
+    args = arguments(2000, 32, HERE / "face.onnx", samples=6000)
     seed_everything(args.seed)
     recipe = {"iters": args.iters, "batch": args.batch, "samples": args.samples, "input": [SIZE, SIZE],
               "optimizer": "AdamW lr 2e-3 one-cycle", "loss": "L1 on normalised coordinates"}

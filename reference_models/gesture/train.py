@@ -8,7 +8,6 @@ smooth-L1 on the positive anchors' box deltas.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..hands import sample
-from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
+from ..training import TrainLog, arguments, export_onnx, fit, seed_everything, to_tensor_images
 from .anchors import SIZE, anchors, match
 from .model import GestureNet
 
@@ -60,13 +59,7 @@ def focal_loss(logits, target, gamma: float = 2.0):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=1200)
-    ap.add_argument("--samples", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=HERE / "gesture.onnx")
-    args = ap.parse_args()
+    args = arguments(1200, 16, HERE / "gesture.onnx", samples=3000)
     seed_everything(args.seed)
     recipe = {"iters": args.iters, "batch": args.batch, "samples": args.samples, "input": [SIZE, SIZE],
               "optimizer": "AdamW lr 3e-3 one-cycle", "loss": "softmax focal (gamma 2) + smooth L1"}

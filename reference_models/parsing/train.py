@@ -8,7 +8,6 @@ cutting the cost of each step by 4; the network is fully convolutional and is ex
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..people import PARTS, sample
-from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
+from ..training import TrainLog, arguments, export_onnx, fit, seed_everything, to_tensor_images
 from .model import ParsingNet
 
 HERE = Path(__file__).parent
@@ -62,16 +61,6 @@ def train_segmenter(name: str, model: torch.nn.Module, args, crop: tuple[int, in
     fit(model, next_loss, args.iters, 3e-3, log)
     export_onnx(model, (torch.zeros(1, 3, H, W),), args.out, ["image"], ["logits"])
     log.write(args.out.with_name("train_log.json"), {"params": sum(p.numel() for p in model.parameters())})
-
-
-def arguments(iters: int, batch: int, out: Path):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=iters)
-    ap.add_argument("--samples", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=batch)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=out)
-    return ap.parse_args()
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..parsing.train import arguments, train_segmenter
+from ..parsing.train import train_segmenter
 from ..people import PARTS
-from ..training import seed_everything
+from ..training import arguments, seed_everything
 from .model import ParsingHPNet
 
 HERE = Path(__file__).parent

@@ -11,14 +11,13 @@ a few percent of the map, and an unweighted loss settles on predicting backgroun
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..people import sample
-from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
+from ..training import TrainLog, arguments, export_onnx, fit, seed_everything, to_tensor_images
 from .model import PoseNet
 from .targets import STRIDE, make_targets
 
@@ -58,13 +57,7 @@ def batches(images, keypoints, rng, batch: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=1600)
-    ap.add_argument("--samples", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=HERE / "pose.onnx")
-    args = ap.parse_args()
+    args = arguments(1600, 12, HERE / "pose.onnx", samples=1500)
     seed_everything(args.seed)
     recipe = {"iters": args.iters, "batch": args.batch, "crop": [CROP, CROP], "samples": args.samples,
               "optimizer": "AdamW lr 3e-3 one-cycle",

@@ -11,7 +11,6 @@ blends them for values in between.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..style_data import content, exemplar
-from ..training import TrainLog, export_onnx, fit, seed_everything, to_tensor_images
+from ..training import TrainLog, arguments, export_onnx, fit, seed_everything, to_tensor_images
 from .features import random_filters
 from .model import BRUSH_CENTRES, StrokePyramidNet
 
@@ -56,13 +55,7 @@ def grams(feats):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=700)
-    ap.add_argument("--samples", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=HERE / "style.onnx")
-    args = ap.parse_args()
+    args = arguments(700, 8, HERE / "style.onnx", samples=1500)
     seed_everything(args.seed)
     recipe = {"iters": args.iters, "batch": args.batch, "crop": [CROP, CROP], "samples": args.samples,
               "optimizer": "Adam lr 2e-3 one-cycle",
