@@ -438,6 +438,71 @@ def prune_scan_cmd(model, task_name, ratio, passes, eval_samples, no_reconstruct
             tmp.write_text(json.dumps({"unpruned": base, "groups": [r.as_dict() for r in rows]}, indent=2) + "\n")
 
 
+def _csv(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@main.command("check")
+@click.option("--models", help="Comma-separated reference models (default: every model in the budgets file).")
+@click.option("--targets", help="Comma-separated targets (default per model: host and every target it has a "
+                                "latency budget for).")
+@click.option("--budgets", type=click.Path(path_type=Path), help="Budgets TOML (default: the built-in one).")
+@click.option("--baseline", type=click.Path(path_type=Path), help="A previous --json report: fail on regressions.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report as JSON.")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="Write JUnit XML for CI.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
+@click.option("--limit", default=20, show_default=True, help="Evaluation samples per model.")
+@click.option("--threads", default=2, show_default=True, help="Threads for TVM and onnxruntime on host.")
+@click.option("--repeat", default=10, show_default=True, help="Timed runs per measurement (after 2 warm-up).")
+@click.option("--rpc", help="HOST:PORT of a TVM RPC tracker: measure ARM builds on the device registered there.")
+@click.option("--key", help="Device key at the tracker (default: the target file's rpc_key).")
+@click.option("--work-dir", default="build/check", show_default=True, type=click.Path(path_type=Path),
+              help="Where the compiled artifacts go.")
+def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_path, limit, threads, repeat, rpc, key,
+              work_dir):
+    """The gate: budgets for accuracy, latency and size per model x target; exit 1 on any failure."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .harness import CheckOptions, run_check
+    from .report_html import html_report
+    from .report_junit import junit_xml
+
+    opts = CheckOptions(budgets=budgets, limit=limit, threads=threads, repeat=repeat, rpc=rpc, key=key,
+                        work_dir=work_dir, baseline=baseline)
+    progress_console = Console(stderr=True, highlight=False, markup=False)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=progress_console,
+                  transient=True) as bar:
+        task = bar.add_task("optkit check", total=None)
+        report = run_check(_csv(models), _csv(targets), opts, progress=lambda text: bar.update(task, description=text))
+    table = Table(title=f"optkit check: {'PASSED' if report.passed else 'FAILED'}", title_justify="left")
+    for col in ("model", "target", "accuracy", "latency ms", "latency source", "budget ms", "model MB", "tuning",
+                "verdict"):
+        table.add_column(col)
+    for c in report.cells:
+        if c.error:
+            table.add_row(c.model, c.target, "-", "-", "-", "-", "-", "-", "ERROR")
+            continue
+        lat = next(v for v in c.verdicts if v.check == "latency")
+        kind = {"host": "measured (host)", "rpc": "measured (device, RPC)", "estimated": "estimated"}[c.latency["kind"]]
+        table.add_row(c.model, c.target, f"{c.accuracy['metric']} {c.accuracy['value']:.4f}",
+                      f"{c.latency['median_ms']:.2f}", kind, "-" if lat.limit is None else f"{lat.limit:g}",
+                      f"{c.size['model_mb']:.3f}", c.tuning, c.status.upper())
+    console.print(table)
+    writers = [(json_path, lambda: (json.dumps(report.as_dict(), indent=2) + "\n").encode()),
+               (junit_path, lambda: junit_xml(report)), (html_path, lambda: html_report(report))]
+    for path, render in writers:
+        if path:
+            with atomic_file(path) as tmp:
+                tmp.write_bytes(render())
+            console.print(f"wrote {path}")
+    if not report.passed:
+        failures = report.failures()
+        for line in failures:
+            click.echo(f"optkit check: FAIL: {line}", err=True)
+        click.echo(f"optkit check: {len(failures)} failure(s) in {len(report.cells)} model x target cell(s)", err=True)
+        sys.exit(1)
+
+
 @main.group("emulator")
 def emulator_group():
     """The AArch64 user-mode emulation used by `optkit run --emulate`."""

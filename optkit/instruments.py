@@ -149,6 +149,16 @@ class IRDump(Instrument):
         path.write_bytes(result.model.SerializeToString(deterministic=True))
 
 
+class Snapshots(Instrument):
+    """Keep the model after every pass in memory (the harness evaluates accuracy after each pass)."""
+
+    def __init__(self):
+        self.models: list[onnx.ModelProto] = []
+
+    def run_after_pass(self, pass_, before, result, ctx, record):
+        self.models.append(result.model)
+
+
 def default_instruments(dump_dir: str | Path | None = None) -> list[Instrument]:
     instruments: list[Instrument] = [Timing(), Statistics(), Validity(), NumericEquivalence()]
     if dump_dir:

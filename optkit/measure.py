@@ -25,7 +25,7 @@ class Latency:
         return asdict(self)
 
 
-def _summary(samples: list[float]) -> Latency:
+def summarize(samples: list[float]) -> Latency:
     ms = np.array(samples) * 1e3
     return Latency(float(np.median(ms)), float(np.percentile(ms, 95)), len(ms))
 
@@ -58,4 +58,4 @@ def measure_host(artifact: str | Path, feeds: dict[str, np.ndarray], threads: in
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
-    return {k: _summary(v) for k, v in samples.items()}
+    return {k: summarize(v) for k, v in samples.items()}

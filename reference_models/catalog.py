@@ -91,7 +91,14 @@ def evaluate(name: str, model: Path | None = None, artifact: Path | None = None,
             raise OptionError(f"{path}: no such model file")
         check_interface(task, path)
         run = onnx_runner(path)
-    if isinstance(task, StyleTask) and (artifact is not None or (model and model.resolve() != task.onnx_path.resolve())):
+    is_reference = artifact is None and (model is None or model.resolve() == task.onnx_path.resolve())
+    return evaluate_runner(task, run, limit, is_reference)
+
+
+def evaluate_runner(task: Task, run: Runner, limit: int | None = None, is_reference: bool = False) -> Evaluation:
+    """Score `run` on the first `limit` evaluation samples. The style metric of anything but the reference
+    model itself also needs the reference model's outputs on the same samples."""
+    if isinstance(task, StyleTask) and not is_reference:
         reference = onnx_runner(task.onnx_path)
         n = min(limit or task.eval_size, task.eval_size)
         task.reference_outputs = [reference(task.sample(i)[0]) for i in range(n)]
