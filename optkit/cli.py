@@ -503,6 +503,55 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
         sys.exit(1)
 
 
+@main.command("estimate")
+@click.option("--models", help="Comma-separated reference models (default: all budgeted models).")
+@click.option("--targets", default="snapdragon625,snapdragon845,rk3399,ios-arm64", show_default=True)
+@click.option("--budgets", type=click.Path(path_type=Path), help="Budgets TOML (default: the built-in one).")
+def estimate_cmd(models, targets, budgets):
+    """Estimated device latency of each model (after its budget pipeline) beside its budget, and the
+    calibration of the estimate against published timings."""
+    from .budgets import load_budgets
+    from .calibration import from_reference_model
+    from .estimate import calibrated_efficiency, calibration_table, estimate_latency
+    from .manager import PassManager
+    from .model_io import load_model
+    from .pass_base import PassContext
+    from .pass_spec import build_passes
+    from .reference_models.catalog import get_task
+    from .targets import get_target
+
+    table_budgets, _ = load_budgets(budgets)
+    names = _csv(models) or list(table_budgets)
+    target_objs = [get_target(t) for t in _csv(targets) or []]
+    table = Table(title="estimated latency, ms (per-layer roofline; budget from budgets.toml / seed-facts)",
+                  title_justify="left")
+    table.add_column("model")
+    table.add_column("pipeline")
+    for t in target_objs:
+        table.add_column(f"{t.name} est.", justify="right")
+        table.add_column("budget", justify="right")
+    for name in names:
+        if name not in table_budgets:
+            raise OptionError(f"--models: no budget for {name} (budgeted: {', '.join(table_budgets)})")
+        budget = table_budgets[name]
+        ctx = PassContext(calibration=from_reference_model(name, 16))
+        model, _ = PassManager(build_passes(budget.pipeline)).run(load_model(get_task(name).onnx_path), ctx)
+        row = [name, budget.pipeline]
+        for t in target_objs:
+            limit = budget.latency_ms_max.get(t.name)
+            row += [f"{estimate_latency(model, t.peak).total_ms:.1f}", "-" if limit is None else f"{limit:g}"]
+        table.add_row(*row)
+    console.print(table)
+    calib = Table(title=f"calibration: estimated vs published (efficiencies {calibrated_efficiency().as_dict()})",
+                  title_justify="left")
+    for col in ("network", "device", "published ms", "estimated ms", "error", "source"):
+        calib.add_column(col)
+    for r in calibration_table():
+        calib.add_row(r["net"], r["device"], f"{r['published_ms']}", f"{r['estimated_ms']}", f"{r['error_pct']:+.1f}%",
+                      r["source"])
+    console.print(calib)
+
+
 @main.group("emulator")
 def emulator_group():
     """The AArch64 user-mode emulation used by `optkit run --emulate`."""

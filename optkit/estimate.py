@@ -68,6 +68,12 @@ def _dequantized(index: GraphIndex, name: str) -> bool:
     return producer is not None and producer.op_type == "DequantizeLinear"
 
 
+def _tensor_bytes(name: str, shapes, elem: dict[str, int], as_int8: bool) -> int:
+    if name not in shapes:
+        return 0
+    return int(np.prod(shapes[name], dtype=np.int64)) * (1 if as_int8 else elem.get(name, 4))
+
+
 def layer_costs(model: onnx.ModelProto) -> list[LayerCost]:
     """FLOPs and bytes per node; QDQ convolutions count int8 operands (1 byte) and the int8 peak."""
     shapes = static_shapes(model, data_prop=True)
@@ -82,13 +88,8 @@ def layer_costs(model: onnx.ModelProto) -> list[LayerCost]:
         int8 = node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and any(
             _dequantized(index, i) for i in node.input[:2])
 
-        def size(name: str) -> int:
-            if name not in shapes:
-                return 0
-            width = 1 if int8 and _dequantized(index, name) else elem.get(name, 4)
-            return int(np.prod(shapes[name], dtype=np.int64)) * width
-
-        moved = sum(size(n) for n in [*node.input, *node.output] if n)
+        moved = sum(_tensor_bytes(n, shapes, elem, int8 and _dequantized(index, n))
+                    for n in [*node.input, *node.output] if n)
         kind = "memory"
         if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             groups = attr(node, "group", 1)

@@ -124,7 +124,8 @@ def html_report(report: CheckReport) -> bytes:
 <html lang="en"><head><meta charset="utf-8"><title>optkit check: {verdict}</title><style>{STYLE}</style></head>
 <body><h1>optkit check <span class="badge {'pass' if report.passed else 'fail'}">{verdict}</span></h1>
 <p class="small">{escape(versions)} · evaluation slice {report.options['limit']} samples · {report.options['threads']}
-threads · tolerance: metric {report.tolerance.metric}, latency +{report.tolerance.latency:.0%}, size +{report.tolerance.size:.0%}</p>
+threads · tolerance: metric {report.tolerance.metric}, latency +{report.tolerance.latency:.0%},
+size +{report.tolerance.size:.0%}</p>
 {'<h2>Failures</h2><ul>' + failures + '</ul>' if failures else ''}
 <h2>Verdicts per model × target</h2>
 <p>Latency is <b>measured on host</b> (TVM beside onnxruntime, same run), <b>measured on a device</b> over TVM

@@ -23,9 +23,15 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def connect(address: str, key: str, timeout_s: int = 120):
     """A remote session on a device with `key` from the tracker at `address`."""
+    import socket
+
     from tvm import rpc
 
     host, port = parse_address(address)
+    try:  # TVM's own connect retries for a minute; say at once when nothing listens there
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise OptionError(f"--rpc {address} --key {key}: no device session: no tracker answers there ({exc})") from exc
     try:
         tracker = rpc.connect_tracker(host, port)
         return tracker.request(key, priority=1, session_timeout=timeout_s)

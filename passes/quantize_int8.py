@@ -7,6 +7,8 @@ float (the accuracy-aware mode uses this). Lossy: the manager records its output
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,23 @@ from optkit.pass_base import Pass, PassContext, PassOption, PassResult
 CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
 ACTIVATIONS = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+
+
+class _PreprocessAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocess_advice():
+    """onnxruntime logs advice to run its pre-processing (shape inference, folding) on every call; the
+    pipelines run simplify and fold-bn first, so the advice is noise in optkit's output."""
+    advice = _PreprocessAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
 
 
 class _Reader(CalibrationDataReader):
@@ -64,14 +83,15 @@ class QuantizeInt8(Pass):
         with tempfile.TemporaryDirectory(prefix="optkit-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
             src.write_bytes(model.SerializeToString())
-            quantize_static(
-                str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=ACTIVATIONS[self.config["activations"]], weight_type=QuantType.QInt8,
-                calibrate_method=CALIBRATORS[self.config["calibrator"]], nodes_to_exclude=exclude or None,
-                calibration_cache_path=None,
-                extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric,
-                               "CalibTensorRangeSymmetric": symmetric},
-            )
+            with _without_preprocess_advice():
+                quantize_static(
+                    str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=ACTIVATIONS[self.config["activations"]], weight_type=QuantType.QInt8,
+                    calibrate_method=CALIBRATORS[self.config["calibrator"]], nodes_to_exclude=exclude or None,
+                    calibration_cache_path=None,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric,
+                                   "CalibTensorRangeSymmetric": symmetric},
+                )
             quantized = onnx.load(str(dst))
         quantized.graph.name = model.graph.name
         q_nodes = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)

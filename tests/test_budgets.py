@@ -1,10 +1,10 @@
 """budgets.toml: the built-in file is complete and valid; a bad file is named with the key at fault."""
 
 import pytest
+from optkit.reference_models.catalog import TASKS
 
 from optkit.budgets import load_budgets
 from optkit.errors import OptionError
-from optkit.reference_models.catalog import TASKS
 
 
 def test_builtin_budgets_cover_every_reference_model_with_seed_numbers():

@@ -64,3 +64,16 @@ def test_estimate_is_deterministic_and_host_has_no_peak():
     assert estimate_latency(model, peak).as_dict() == estimate_latency(model, peak).as_dict()
     with pytest.raises(ValueError, match="measured, not estimated"):
         estimate_latency(model, Peak(0, 0, 0, "measured"))
+
+
+def test_estimate_command_prints_estimates_beside_budgets_and_calibration():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "optkit.cli", "estimate", "--models", "pose", "--targets",
+                          "rk3399,snapdragon845"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "estimated latency, ms" in out.stdout and "rk3399 est." in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("│ pose"))
+    assert "66" in row and "11" in row                 # the seed's budgets beside the estimates
+    assert "calibration: estimated vs published" in out.stdout and "mobilenet_ssd" in out.stdout
