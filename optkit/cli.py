@@ -121,19 +121,24 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
 @click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (several joined by ';').")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
+@click.option("--schedules", type=click.Choice(["default", "none"]), default="default", show_default=True,
+              help="optkit's default CPU schedules for functions no tuning record covers, or none (TVM's loops).")
+@click.option("--tuning-db", type=click.Path(path_type=Path), help="MetaSchedule database from `optkit tune`.")
 @calibration_options
-def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, calibration_model, calibration_data,
-                calibration_samples):
+def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db,
+                calibration_model, calibration_data, calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
-    from .compiler import compile_model
+    from .compiler import compile_model, tuning_label
     from .targets import get_target
 
     target = get_target(target_name)
     result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
-                           instruments=_instruments(dump_ir),
+                           instruments=_instruments(dump_ir), schedules=schedules, tuning_db=tuning_db,
                            calibration=_calibration(calibration_model, calibration_data, calibration_samples))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
+    counts = ", ".join(f"{k} {v}" for k, v in result.manifest["schedules"]["functions"].items() if v)
+    console.print(f"schedules: {tuning_label(result.manifest['tuning'])}; functions by rule: {counts or 'none'}")
     console.print(f"wrote {output}/: {lib['file']} ({lib['kind']}), model.opt.onnx, manifest.json")
 
 
@@ -458,8 +463,10 @@ def _csv(text: str | None) -> list[str] | None:
 @click.option("--key", help="Device key at the tracker (default: the target file's rpc_key).")
 @click.option("--work-dir", default="build/check", show_default=True, type=click.Path(path_type=Path),
               help="Where the compiled artifacts go.")
+@click.option("--tuning-db", type=click.Path(path_type=Path),
+              help="MetaSchedule database from `optkit tune`: builds use it and say they are tuned.")
 def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_path, limit, threads, repeat, rpc, key,
-              work_dir):
+              work_dir, tuning_db):
     """The gate: budgets for accuracy, latency and size per model x target; exit 1 on any failure."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -468,7 +475,7 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
     from .report_junit import junit_xml
 
     opts = CheckOptions(budgets=budgets, limit=limit, threads=threads, repeat=repeat, rpc=rpc, key=key,
-                        work_dir=work_dir, baseline=baseline)
+                        work_dir=work_dir, baseline=baseline, tuning_db=tuning_db)
     progress_console = Console(stderr=True, highlight=False, markup=False)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=progress_console,
                   transient=True) as bar:
@@ -501,6 +508,57 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
             click.echo(f"optkit check: FAIL: {line}", err=True)
         click.echo(f"optkit check: {len(failures)} failure(s) in {len(report.cells)} model x target cell(s)", err=True)
         sys.exit(1)
+
+
+@main.command("tune")
+@click.argument("models", nargs=-1, required=True)
+@click.option("-t", "--target", "target_name", default="host", show_default=True)
+@click.option("--db", "db_dir", required=True, type=click.Path(path_type=Path),
+              help="Database directory (created, or resumed: tasks with enough records are skipped).")
+@click.option("--trials", default=32, show_default=True, help="Measured candidates per task.")
+@click.option("--passes", default="mobile", show_default=True, help="Pipeline applied first (as for compile).")
+@click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (applies to every model).")
+@click.option("--rpc", help="HOST:PORT of a TVM RPC tracker: time candidates on the device registered there.")
+@click.option("--key", help="Device key at the tracker (default: the target file's rpc_key).")
+def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key):
+    """MetaSchedule-tune MODELS (ONNX files or reference-model names) into a database for compile."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .calibration import from_reference_model
+    from .reference_models.catalog import TASKS, get_task
+    from .targets import get_target
+    from .tuning import tune
+
+    target = get_target(target_name)
+    entries = []
+    for m in models:
+        if m in TASKS:
+            entries.append((m, get_task(m).onnx_path, input_shape or _REFERENCE_SHAPES.get(m, "")))
+        elif Path(m).is_file():
+            entries.append((Path(m).stem, Path(m), input_shape))
+        else:
+            raise OptionError(f"{m}: neither a model file nor a reference model ({', '.join(TASKS)})")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        job = bar.add_task("extracting tasks", total=None)
+
+        def report(task_name, done, total):
+            bar.update(job, description=f"tuning {task_name}", completed=done, total=total)
+
+        tasks = tune(entries, target, db_dir, trials, passes, rpc, key,
+                     calibration_for=lambda name: from_reference_model(name, 16) if name in TASKS else None,
+                     progress=report)
+    table = Table(title=f"tuning database {db_dir} ({target.name}, {trials} trials per task)", title_justify="left")
+    for col in ("task", "weight", "models", "records before"):
+        table.add_column(col)
+    for t in tasks:
+        table.add_row(t.name, str(t.weight), ",".join(sorted(set(t.models))), str(t.existing))
+    console.print(table)
+    console.print(f"{len(tasks)} distinct tasks; compile with: optkit compile MODEL --target {target.name} "
+                  f"--tuning-db {db_dir}")
+
+
+_REFERENCE_SHAPES = {"style": "image:1x3x256x256"}
 
 
 @main.command("estimate")

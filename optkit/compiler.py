@@ -40,6 +40,13 @@ CROSS_COMPILER_HINT = {
 }
 
 
+def tuning_label(tuning) -> str:
+    """'untuned', or 'tuned (k of n functions)' from a manifest's tuning entry."""
+    if tuning == "untuned":
+        return "untuned"
+    return f"tuned ({tuning['tuned_functions']} of {tuning['functions']} functions from the database)"
+
+
 @dataclass
 class CompileResult:
     directory: Path
@@ -96,18 +103,35 @@ def to_relax(model: onnx.ModelProto, where: str):
     return relax.transform.DecomposeOpsForInference()(mod)
 
 
-def build(mod, target: Target):
-    """Lower and build a Relax module for the target."""
+SCHEDULES = ("default", "none")
+
+
+def build(mod, target: Target, schedules: str = "default", database=None):
+    """Lower and build a Relax module for the target: functions a tuning database covers get their tuned
+    schedule, the rest optkit's default CPU schedules (or none: TVM's plain loop nests).
+    Returns (executable, per-rule function counts)."""
     import tvm
     from tvm import relax
 
+    from .cpu_schedules import ScheduleStats, schedule_module
+
+    if schedules not in SCHEDULES:
+        raise CompileError(f"--schedules {schedules!r}: expected one of {', '.join(SCHEDULES)}")
     tvm_target = tvm.target.Target(target.tvm_target_dict())
     with tvm_target:
         mod = relax.get_pipeline("zero")(mod)
+    if database is not None:
+        with tvm_target, database, tvm.transform.PassContext(opt_level=3):
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    stats = ScheduleStats()
+    if schedules == "default":
+        mod, stats = schedule_module(mod, tvm_target, stats)
     try:
-        return tvm.compile(mod, target=tvm_target)
+        return tvm.compile(mod, target=tvm_target), stats.as_dict()
     except Exception as exc:
-        raise CompileError(f"TVM build for target '{target.name}' failed: {type(exc).__name__}: {exc}") from exc
+        hint = " (built with optkit's default schedules: try --schedules none, and please report the model)" \
+            if stats.as_dict()["conv"] + stats.as_dict()["generic"] else ""
+        raise CompileError(f"TVM build for target '{target.name}' failed: {type(exc).__name__}: {exc}{hint}") from exc
 
 
 def export(executable, target: Target, directory: Path) -> tuple[str, str]:
@@ -139,7 +163,8 @@ def _tensor_list(specs) -> list[dict[str, Any]]:
 
 def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | os.PathLike,
                   passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
-                  instruments: list[Instrument] | None = None, calibration=None) -> CompileResult:
+                  instruments: list[Instrument] | None = None, calibration=None, schedules: str = "default",
+                  tuning_db: str | os.PathLike | None = None) -> CompileResult:
     """Optimize, build and export; the directory appears only if every step succeeded."""
     model_path = Path(model_path)
     model = load_model(model_path)
@@ -149,7 +174,15 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
     optimized, records = PassManager(pass_list, instruments).run(model, ctx)
     mod = to_relax(optimized, f"{model_path} (after passes)")
     mod, integer_convs = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
-    executable = build(mod, target)
+    database, tuning = None, "untuned"
+    if tuning_db is not None:
+        from .tuning import database_digest, open_database
+
+        database = open_database(tuning_db)
+    executable, schedule_counts = build(mod, target, schedules, database)
+    if schedule_counts["from_database"]:
+        tuning = {"database_sha256": database_digest(tuning_db), "tuned_functions": schedule_counts["from_database"],
+                  "functions": sum(schedule_counts.values())}
     with atomic_directory(out_dir) as tmp:
         library, description = export(executable, target, tmp)
         (tmp / OPTIMIZED_ONNX).write_bytes(optimized.SerializeToString(deterministic=True))
@@ -164,7 +197,8 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "outputs": _tensor_list(output_specs(optimized)),
             "library": {"file": library, "kind": description, "export_format": target.export_format},
             "optimized_onnx": OPTIMIZED_ONNX,
-            "tuning": "untuned",
+            "tuning": tuning,
+            "schedules": {"mode": schedules, "functions": schedule_counts},
             "integer_convolutions": integer_convs,
         }
         write_manifest(tmp, manifest)

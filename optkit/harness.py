@@ -100,6 +100,7 @@ class CheckOptions:
     key: str | None = None
     work_dir: Path = Path("build/check")
     baseline: Path | None = None
+    tuning_db: Path | None = None   # MetaSchedule database from `optkit tune`; tuned builds say so
 
 
 Progress = Callable[[str], None]
@@ -249,7 +250,7 @@ def _quant_errors(source, records, snapshots, calibration, samples: int = 4, kee
 def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, progress: Progress,
                summary_needed: bool) -> tuple[Cell, ModelSummary | None]:
     from .calibration import from_reference_model
-    from .compiler import compile_model
+    from .compiler import compile_model, tuning_label
     from .instruments import Snapshots, default_instruments
     from .model_io import load_model
     from .reference_models.catalog import artifact_runner, evaluate_runner, get_task, session_runner
@@ -261,8 +262,8 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
     out_dir = opts.work_dir / model / target.name
     progress(f"{model} on {target.name}: optimizing and compiling")
     result = compile_model(task.onnx_path, target, out_dir, passes=budget.pipeline, calibration=calibration,
-                           instruments=[*default_instruments(), snapshots])
-    cell.tuning = result.manifest["tuning"]
+                           instruments=[*default_instruments(), snapshots], tuning_db=opts.tuning_db)
+    cell.tuning = tuning_label(result.manifest["tuning"])
     optimized = load_model(out_dir / OPTIMIZED_ONNX, check=False)
     progress(f"{model} on {target.name}: evaluating {task.metric_name} on {opts.limit} samples")
     if target.is_host:
@@ -318,6 +319,8 @@ def run_check(models: list[str] | None, targets: list[str] | None, opts: CheckOp
             cells.append(cell)
             progress(f"{model} on {name}: {cell.status}")
     options = {"models": chosen, "targets": targets, "limit": opts.limit, "threads": opts.threads,
-               "repeat": opts.repeat, "rpc": opts.rpc, "baseline": str(opts.baseline) if opts.baseline else None,
+               "repeat": opts.repeat, "rpc": opts.rpc,
+               "tuning_db": str(opts.tuning_db) if opts.tuning_db else None,
+               "baseline": str(opts.baseline) if opts.baseline else None,
                "budgets": str(opts.budgets) if opts.budgets else "built-in"}
     return CheckReport(cells, summaries, calibration_table(), tolerance, options)

@@ -4,6 +4,7 @@ interleaved in one run so that machine noise hits both alike. Reports median and
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,25 +31,8 @@ def summarize(samples: list[float]) -> Latency:
     return Latency(float(np.median(ms)), float(np.percentile(ms, 95)), len(ms))
 
 
-def measure_host(artifact: str | Path, feeds: dict[str, np.ndarray], threads: int, warmup: int = 5,
-                 repeat: int = 30) -> dict[str, Latency]:
-    """Time the TVM artifact and onnxruntime (all graph optimizations on) on the artifact's optimized ONNX
-    and on the original graph, alternating calls."""
-    import tvm
-    from tvm import relax
-
-    from .vm_runner import configure_threads
-
-    artifact = Path(artifact)
-    manifest = read_manifest(artifact)
-    configure_threads(threads)
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(artifact / manifest["library"]["file"])), tvm.cpu())
-    args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in prepare_inputs(manifest, feeds)]
-    sess = ort_session(load_model(artifact / manifest["optimized_onnx"], check=False), threads, optimize=True)
-    runners = {
-        "tvm": lambda: vm["main"](*args),
-        "onnxruntime": lambda: sess.run(None, feeds),
-    }
+def interleaved(runners: dict[str, Callable[[], object]], warmup: int = 5, repeat: int = 30) -> dict[str, Latency]:
+    """Time several engines round-robin, one call each per round, so machine noise hits all alike."""
     samples: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(warmup):
         for fn in runners.values():
@@ -59,3 +43,27 @@ def measure_host(artifact: str | Path, feeds: dict[str, np.ndarray], threads: in
             fn()
             samples[name].append(time.perf_counter() - start)
     return {k: summarize(v) for k, v in samples.items()}
+
+
+def vm_runner(library: str | Path, inputs: list[np.ndarray]) -> Callable[[], object]:
+    """A no-argument call of a compiled library's `main` on fixed inputs."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+    return lambda: vm["main"](*args)
+
+
+def measure_host(artifact: str | Path, feeds: dict[str, np.ndarray], threads: int, warmup: int = 5,
+                 repeat: int = 30) -> dict[str, Latency]:
+    """Time the TVM artifact and onnxruntime (all graph optimizations on) on the artifact's optimized ONNX,
+    alternating calls; both engines get `threads` threads and neither spin-waits between calls."""
+    from .vm_runner import configure_threads
+
+    artifact = Path(artifact)
+    manifest = read_manifest(artifact)
+    configure_threads(threads)
+    sess = ort_session(load_model(artifact / manifest["optimized_onnx"], check=False), threads, optimize=True)
+    return interleaved({"tvm": vm_runner(artifact / manifest["library"]["file"], prepare_inputs(manifest, feeds)),
+                        "onnxruntime": lambda: sess.run(None, feeds)}, warmup, repeat)

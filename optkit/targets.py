@@ -56,6 +56,8 @@ class Target:
             from tvm.target import codegen
 
             spec["mcpu"] = str(codegen.llvm_get_system_cpu())
+        if self.is_host and "num-cores" not in spec:
+            spec["num-cores"] = os.cpu_count() or 1   # MetaSchedule sizes its search by it
         return spec
 
     def as_dict(self) -> dict[str, Any]:

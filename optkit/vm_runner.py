@@ -32,10 +32,16 @@ def flatten(result) -> list:
     return out
 
 
-def configure_threads(threads: int) -> None:
-    """Size TVM's runtime thread pool explicitly (0 = one thread per core)."""
+def configure_threads(threads: int, spin: bool = False) -> None:
+    """Size TVM's runtime thread pool explicitly (0 = one thread per core). Workers do not spin-wait
+    by default: on a small machine spinning workers steal the cores of whatever runs next (measured:
+    interleaved with onnxruntime, both ran 2-3x slower with spinning on)."""
+    import os
+
     import tvm
 
+    if not spin:
+        os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = "0"
     tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
 
 

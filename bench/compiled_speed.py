@@ -1,0 +1,157 @@
+"""optkit-built code vs onnxruntime on this host, for every reference model and for converter-style graphs.
+
+    python bench/compiled_speed.py [--models parsing,face] [--threads 2] [--repeat 20] [--tuning-db DIR]
+                                   [--json docs/speed.json] [--png docs/speed.png]
+
+For each graph, in one interleaved run with the same inputs and threads (neither engine spin-waits):
+  untuned  - TVM with no schedules (plain legalized loops: what TVM 0.27 gives by itself)
+  default  - optkit's default CPU schedules (optkit/cpu_schedules.py)
+  tuned    - with a MetaSchedule database from `optkit tune` (when --tuning-db holds records for it)
+  onnxruntime - the ORIGINAL graph, all graph optimizations on.
+Ratios are TVM time / onnxruntime time (below 1 = optkit faster). "roofline" is the graph's FLOPs per second
+as a fraction of this host's measured peak (onnxruntime's sgemm on 1024x1024 at the same threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from converter_graphs import CONVERTER_GRAPHS  # noqa: E402
+from optkit.reference_models.catalog import TASKS, get_task  # noqa: E402
+
+from optkit.compiler import compile_model  # noqa: E402
+from optkit.measure import interleaved, vm_runner  # noqa: E402
+from optkit.model_io import load_model  # noqa: E402
+from optkit.numerics import make_inputs, ort_session  # noqa: E402
+from optkit.stats import model_stats  # noqa: E402
+from optkit.targets import get_target  # noqa: E402
+from optkit.vm_runner import configure_threads  # noqa: E402
+
+FIXED_SHAPES = {"style": "image:1x3x256x256"}
+
+
+def host_peak_gflops(threads: int, n: int = 1024) -> float:
+    """Measured fp32 peak stand-in: onnxruntime's MatMul (MLAS sgemm) on n x n x n."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
+                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), threads, optimize=True)
+    feeds = {k: np.random.default_rng(0).random((n, n), dtype=np.float32) for k in "ab"}
+    lat = interleaved({"sgemm": lambda: sess.run(None, feeds)}, warmup=3, repeat=10)["sgemm"]
+    return 2 * n**3 / (lat.median_ms * 1e-3) / 1e9
+
+
+def graphs(names: list[str], tmp: Path) -> list[tuple[str, Path, str]]:
+    out = []
+    for name in names:
+        if name in TASKS:
+            out.append((name, get_task(name).onnx_path, FIXED_SHAPES.get(name, "")))
+        else:
+            path = tmp / f"{name}.onnx"
+            path.write_bytes(CONVERTER_GRAPHS[name]().SerializeToString())
+            out.append((name, path, ""))
+    return out
+
+
+def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, tuning_db: Path | None,
+                tmp: Path, peak: float) -> dict:
+    host = get_target("host")
+    variants = {"untuned": {"schedules": "none"}, "default": {"schedules": "default"}}
+    if tuning_db is not None:
+        variants["tuned"] = {"schedules": "default", "tuning_db": tuning_db}
+    runners, manifests = {}, {}
+    feeds = None
+    for variant, kwargs in variants.items():
+        result = compile_model(path, host, tmp / name / variant, passes="mobile", input_shapes=shapes, **kwargs)
+        manifests[variant] = result.manifest
+        optimized = load_model(tmp / name / variant / "model.opt.onnx", check=False)
+        feeds = feeds or make_inputs(optimized, seed=0)
+        runners[variant] = vm_runner(tmp / name / variant / result.manifest["library"]["file"],
+                                     [feeds[i["name"]] for i in result.manifest["inputs"]])
+    if "tuned" in variants and manifests["tuned"]["tuning"] == "untuned":
+        del runners["tuned"]                       # the database holds nothing for this graph
+    original = load_model(path)
+    sess = ort_session(original, threads, optimize=True)
+    runners["onnxruntime"] = lambda: sess.run(None, feeds)
+    lat = interleaved(runners, warmup=2, repeat=repeat)
+    flops = model_stats(optimized).flops
+    ort = lat["onnxruntime"]
+    row = {"graph": name, "mflops": round(flops / 1e6, 1), "onnxruntime": ort.as_dict(), "variants": {}}
+    for variant in runners:
+        if variant == "onnxruntime":
+            continue
+        x = lat[variant]
+        row["variants"][variant] = {**x.as_dict(), "ratio_median": round(x.median_ms / ort.median_ms, 3),
+                                    "ratio_p95": round(x.p95_ms / ort.p95_ms, 3),
+                                    "roofline": round(flops / (x.median_ms * 1e-3) / 1e9 / peak, 4),
+                                    "tuning": manifests[variant]["tuning"]}
+    row["onnxruntime"]["roofline"] = round(flops / (ort.median_ms * 1e-3) / 1e9 / peak, 4)
+    return row
+
+
+def plot(rows: list[dict], path: Path, threads: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = [v for v in ("untuned", "default", "tuned") if any(v in r["variants"] for r in rows)]
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    width = 0.8 / len(variants)
+    xs = np.arange(len(rows))
+    for i, v in enumerate(variants):
+        ratios = [r["variants"].get(v, {}).get("ratio_median", np.nan) for r in rows]
+        bars = ax.bar(xs + i * width - 0.4 + width / 2, ratios, width, label=f"TVM {v}")
+        ax.bar_label(bars, labels=[f"{x:.2f}" if np.isfinite(x) else "" for x in ratios], fontsize=7, padding=1)
+    ax.axhline(1.0, color="black", lw=1, ls="--", label="onnxruntime (original graph)")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [r["graph"] for r in rows])
+    ax.set_ylabel("time / onnxruntime time (log; <1 = faster)")
+    ax.set_title(f"optkit (TVM 0.27) vs onnxruntime, measured on this host ({platform.machine()}, {threads} threads)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join([*TASKS, *CONVERTER_GRAPHS]))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--tuning-db", type=Path)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--png", type=Path)
+    args = ap.parse_args()
+    configure_threads(args.threads)
+    peak = host_peak_gflops(args.threads)
+    print(f"host peak (onnxruntime sgemm 1024^3, {args.threads} threads): {peak:.1f} GFLOP/s")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path, shapes in graphs(args.models.split(","), Path(tmp)):
+            row = bench_graph(name, path, shapes, args.threads, args.repeat, args.tuning_db, Path(tmp), peak)
+            rows.append(row)
+            cells = "  ".join(f"{v} {x['median_ms']:.2f} ms ({x['ratio_median']:.2f}x, p95 {x['ratio_p95']:.2f}x, "
+                              f"{x['roofline']:.1%} of peak)" for v, x in row["variants"].items())
+            print(f"{name:14s} {row['mflops']:8.1f} MFLOPs  onnxruntime {row['onnxruntime']['median_ms']:.2f} ms  "
+                  f"{cells}", flush=True)
+    result = {"host": platform.machine(), "threads": args.threads, "repeat": args.repeat,
+              "host_peak_gflops": round(peak, 1), "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.png:
+        plot(rows, args.png, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""`optkit tune`: MetaSchedule search over the fused TIR functions of one or more models, into a JSON
+database that `optkit compile --tuning-db DIR` (and `optkit check`) apply.
+
+- The functions tuned are exactly the ones `compile` builds: same passes, same Relax import and int8
+  rewrite, same `zero` pipeline. Tasks are deduplicated across models by structural equality, so a layer
+  shape two models share is tuned once (its weight is the sum of its uses).
+- Resumable: the database is MetaSchedule's JSON pair (database_workload.json,
+  database_tuning_record.json) in DIR, appended as trials finish; a task that already holds `trials`
+  records is skipped on the next run.
+- Host tuning measures locally; a device behind a TVM tracker is tuned with `--rpc HOST:PORT --key KEY`
+  (candidates built here with the target's cross compiler, timed on the board).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import OptionError
+from .targets import Target
+
+WORKLOADS, RECORDS = "database_workload.json", "database_tuning_record.json"
+
+
+def open_database(directory: str | Path, create: bool = False):
+    from tvm.s_tir import meta_schedule as ms
+
+    directory = Path(directory)
+    if not create and not (directory / RECORDS).is_file():
+        raise OptionError(f"--tuning-db {directory}: no MetaSchedule database there ({RECORDS} missing); "
+                          f"create one with `optkit tune`")
+    directory.mkdir(parents=True, exist_ok=True)
+    return ms.database.JSONDatabase(str(directory / WORKLOADS), str(directory / RECORDS), allow_missing=create)
+
+
+def database_digest(directory: str | Path) -> str:
+    """sha256 over the two database files: what a manifest records about the tuning it used."""
+    h = hashlib.sha256()
+    for name in (WORKLOADS, RECORDS):
+        h.update((Path(directory) / name).read_bytes())
+    return h.hexdigest()
+
+
+def lowered(model_path: Path, target: Target, passes: str, input_shapes: str, calibration):
+    """The Relax module compile would build, after the `zero` pipeline (fused TIR functions)."""
+    import tvm
+    from tvm import relax
+
+    from .compiler import to_relax
+    from .manager import PassManager
+    from .model_io import load_model
+    from .pass_base import PassContext
+    from .pass_spec import build_passes
+    from .relax_int8 import integer_convolutions
+
+    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
+    optimized, _ = PassManager(build_passes(spec) if spec else []).run(
+        load_model(model_path), PassContext(target=target, calibration=calibration))
+    mod, _ = integer_convolutions(to_relax(optimized, f"{model_path} (after passes)"))
+    tvm_target = tvm.target.Target(target.tvm_target_dict())
+    with tvm_target:
+        return relax.get_pipeline("zero")(mod), tvm_target
+
+
+@dataclass
+class TuneTask:
+    name: str
+    mod: object            # IRModule holding one PrimFunc
+    weight: int
+    models: list[str]
+    existing: int = 0      # records already in the database
+
+
+def extract(models: list[tuple[str, object]], tvm_target) -> list[TuneTask]:
+    """Tasks of all models, deduplicated by structural equality of the function."""
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    tasks: dict[int, TuneTask] = {}
+    for model_name, mod in models:
+        for t in ms.relax_integration.extract_tasks(mod, tvm_target):
+            key = int(tvm_ffi.structural_hash(t.dispatched[0]))
+            if key in tasks:
+                tasks[key].weight += int(t.weight)
+                tasks[key].models.append(model_name)
+            else:
+                tasks[key] = TuneTask(t.task_name, t.dispatched[0], int(t.weight), [model_name])
+    return list(tasks.values())
+
+
+def _runner(target: Target, rpc: str | None, key: str | None):
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
+    if not rpc:
+        if not target.is_host:
+            raise OptionError(f"target '{target.name}' is not this machine: tune it on the device with "
+                              f"--rpc HOST:PORT --key {target.rpc_key or 'KEY'}")
+        return ms.runner.LocalRunner(evaluator_config=evaluator)
+    from .rpc_measure import parse_address
+
+    host, port = parse_address(rpc)
+    device_key = key or target.rpc_key
+    if not device_key:
+        raise OptionError(f"target '{target.name}' has no rpc_key; pass --key")
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=device_key, session_timeout_sec=120)
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator)
+
+
+def _builder(target: Target):
+    """Candidates are built in this process: TVM 0.27's LocalBuilder workers took ~47 s per candidate here
+    (in-process: 0.1 s), which made every candidate time out. Device candidates are linked with the target's
+    cross compiler."""
+    import tempfile
+
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.builder import local_builder
+    from tvm.support import cc
+
+    def export(rt_mod) -> str:
+        if not target.cross_compiler:
+            return local_builder.default_export(rt_mod)
+        path = os.path.join(tempfile.mkdtemp(prefix="optkit-ms-"), "candidate.so")
+        rt_mod.export_library(path, fcompile=cc.cross_compiler(target.cross_compiler))
+        return path
+
+    @derived_object
+    class InProcessBuilder(ms.builder.PyBuilder):
+        def build(self, build_inputs):
+            results = []
+            for item in build_inputs:
+                try:
+                    built = local_builder.default_build(item.mod, item.target, None)
+                    results.append(ms.builder.BuilderResult(export(built), None))
+                except Exception as exc:  # a candidate that does not build is a failed trial, not a failed run
+                    results.append(ms.builder.BuilderResult(None, f"{type(exc).__name__}: {exc}"))
+            return results
+
+    return InProcessBuilder()
+
+
+def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, trials: int, passes: str,
+         rpc: str | None = None, key: str | None = None, calibration_for: Callable | None = None,
+         progress: Callable[[str, int, int], None] = lambda *_: None, seed: int = 0) -> list[TuneTask]:
+    """Tune every task of `models` (name, path, input shapes) that has fewer than `trials` records."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    if trials < 1:
+        raise OptionError("--trials must be at least 1")
+    lowered_mods, tvm_target = [], None
+    for name, path, shapes in models:
+        mod, tvm_target = lowered(path, target, passes, shapes, calibration_for(name) if calibration_for else None)
+        lowered_mods.append((name, mod))
+    tasks = extract(lowered_mods, tvm_target)
+    database = open_database(db_dir, create=True)
+    for task in tasks:
+        workload = database.commit_workload(task.mod) if database.has_workload(task.mod) else None
+        task.existing = len(database.get_top_k(workload, trials)) if workload is not None else 0
+    todo = [t for t in tasks if t.existing < trials]
+    if not todo:
+        return tasks
+    contexts = [ms.TuneContext(mod=t.mod, target=tvm_target, space_generator="post-order-apply",
+                               search_strategy="evolutionary", task_name=t.name, num_threads="physical",
+                               rand_state=seed + i) for i, t in enumerate(todo)]
+    done = {"trials": 0}
+    total = sum(trials - t.existing for t in todo)
+
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class Progress(ms.measure_callback.PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            done["trials"] += len(runner_results)
+            progress(todo[task_id].name, done["trials"], total)
+
+    callbacks = [*ms.measure_callback.MeasureCallback.create("default"), Progress()]
+    work_dir = db_dir / "logs"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+    with tvm.transform.PassContext(opt_level=3):
+        ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in todo], work_dir=str(work_dir),
+                      max_trials_global=total, max_trials_per_task=trials, num_trials_per_iter=min(16, trials),
+                      builder=_builder(target), runner=_runner(target, rpc, key), database=database,
+                      cost_model="xgb", measure_callbacks=callbacks, task_scheduler="gradient")
+    return tasks

@@ -1,0 +1,101 @@
+"""optkit's default CPU schedules: numerics against onnxruntime across convolution shapes (odd sizes,
+strides, padding, dilation, groups, depthwise, 1x1, fused epilogues, int8), and proof the conv rule
+actually took each function (a schedule that silently fell back would test nothing)."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from optkit.compiler import compile_model
+from optkit.numerics import compare, run_ort
+from optkit.runner import run_artifact
+from optkit.targets import get_target
+
+# (cin, cout, h, w, kernel, stride, pads, dilation, groups, epilogue)
+CASES = [
+    (3, 16, 17, 23, 3, 2, (1, 1, 1, 1), 1, 1, "relu6"),
+    (16, 16, 15, 20, 3, 1, (1, 1, 1, 1), 1, 16, "hardswish"),      # depthwise, the 15x20 rows of parsing
+    (8, 24, 9, 7, 1, 1, (0, 0, 0, 0), 1, 1, "bias"),               # 1x1 on an odd 9x7 map
+    (12, 12, 13, 11, 3, 1, (2, 2, 2, 2), 2, 1, "residual"),        # dilation 2, residual add
+    (8, 16, 10, 10, 3, 2, (1, 1, 1, 1), 1, 4, "relu"),             # grouped, stride 2
+    (4, 6, 31, 33, 5, 1, (2, 2, 2, 2), 1, 1, "none"),              # 5x5 on a 33-wide row
+    (16, 32, 8, 40, 3, 1, (0, 1, 1, 0), 1, 1, "relu"),             # asymmetric pads, row multiple of 8
+    (24, 24, 19, 19, 3, 2, (1, 1, 1, 1), 1, 24, "relu6"),          # depthwise stride 2, odd
+]
+
+
+def conv_graph(cin, cout, h, w, k, stride, pads, dilation, groups, epilogue, seed=0):
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.normal(size=(cout, cin // groups, k, k)).astype(np.float32) * 0.3, "w"),
+             numpy_helper.from_array(rng.normal(size=cout).astype(np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], strides=[stride] * 2, pads=list(pads),
+                              dilations=[dilation] * 2, group=groups, kernel_shape=[k, k])]
+    last = "c"
+    if epilogue == "relu6":
+        inits += [numpy_helper.from_array(np.array(0, np.float32), "lo"),
+                  numpy_helper.from_array(np.array(6, np.float32), "hi")]
+        nodes.append(helper.make_node("Clip", ["c", "lo", "hi"], ["y"]))
+        last = "y"
+    elif epilogue in ("relu", "hardswish"):
+        nodes.append(helper.make_node({"relu": "Relu", "hardswish": "HardSwish"}[epilogue], ["c"], ["y"]))
+        last = "y"
+    elif epilogue == "residual":
+        nodes.append(helper.make_node("Add", ["c", "x"], ["y"]))
+        last = "y"
+    if last != "y":
+        nodes.append(helper.make_node("Identity", [last], ["y"]))
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}x{c[2]}x{c[3]}-k{c[4]}s{c[5]}d{c[7]}g{c[8]}-{c[9]}" for c in CASES])
+def test_default_schedule_matches_onnxruntime(case, save, tmp_path):
+    model = conv_graph(*case)
+    path = save(model)
+    result = compile_model(path, get_target("host"), tmp_path / "a", passes="simplify")
+    counts = result.manifest["schedules"]["functions"]
+    assert counts["conv"] >= 1 and counts["unscheduled"] == 0, counts
+    feeds = {"x": np.random.default_rng(1).normal(size=(1, case[0], case[2], case[3])).astype(np.float32)}
+    got = run_artifact(tmp_path / "a", feeds).outputs
+    _, bad = compare(run_ort(model, feeds), got, rtol=1e-4, atol=1e-4)
+    assert not bad, bad
+
+
+def test_int8_convolutions_are_scheduled_and_exact(tmp_path, save):
+    from optkit.calibration import from_npz
+
+    model = conv_graph(16, 32, 15, 20, 3, 1, (1, 1, 1, 1), 1, 1, "relu")
+    path = save(model)
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "cal.npz", x=rng.normal(size=(8, 1, 16, 15, 20)).astype(np.float32))
+    result = compile_model(path, get_target("host"), tmp_path / "q", passes="quantize-int8",
+                           calibration=from_npz(tmp_path / "cal.npz"))
+    assert result.manifest["integer_convolutions"] == 1
+    assert result.manifest["schedules"]["functions"]["conv"] >= 1
+    from optkit.model_io import load_model
+
+    feeds = {"x": rng.normal(size=(1, 16, 15, 20)).astype(np.float32)}
+    reference = run_ort(load_model(tmp_path / "q" / "model.opt.onnx", check=False), feeds)["y"]
+    got = run_artifact(tmp_path / "q", feeds).outputs["y"]
+    step = float(np.abs(reference).max()) / 127
+    assert np.abs(got - reference).max() <= 1.01 * step      # at most one output quantization step
+
+
+def test_schedules_none_is_plain_tvm_and_both_agree(tmp_path, save):
+    model = conv_graph(8, 16, 12, 12, 3, 1, (1, 1, 1, 1), 1, 1, "relu")
+    path = save(model)
+    a = compile_model(path, get_target("host"), tmp_path / "none", passes="simplify", schedules="none")
+    assert set(v for k, v in a.manifest["schedules"]["functions"].items()) == {0}
+    compile_model(path, get_target("host"), tmp_path / "default", passes="simplify")
+    feeds = {"x": np.random.default_rng(3).normal(size=(1, 8, 12, 12)).astype(np.float32)}
+    np.testing.assert_allclose(run_artifact(tmp_path / "none", feeds).outputs["y"],
+                               run_artifact(tmp_path / "default", feeds).outputs["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_default_schedules_build_for_arm_targets(tmp_path, save):
+    path = save(conv_graph(16, 16, 15, 20, 3, 1, (1, 1, 1, 1), 1, 16, "relu6"))
+    for target in ("rk3399", "ios-arm64"):
+        result = compile_model(path, get_target(target), tmp_path / target, passes="simplify")
+        assert result.manifest["schedules"]["functions"]["conv"] >= 1
