@@ -178,7 +178,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
     if tuning_db is not None:
         from .tuning import database_digest, open_database
 
-        database = open_database(tuning_db)
+        database = open_database(tuning_db, target)
     executable, schedule_counts = build(mod, target, schedules, database)
     if schedule_counts["from_database"]:
         tuning = {"database_sha256": database_digest(tuning_db), "tuned_functions": schedule_counts["from_database"],

@@ -247,6 +247,16 @@ def _quant_errors(source, records, snapshots, calibration, samples: int = 4, kee
     return []
 
 
+def tuning_db_for(opts: CheckOptions, target: Target) -> Path | None:
+    """--tuning-db if given, else the database shipped for the target (reference_models/tuning/TARGET)."""
+    if opts.tuning_db is not None:
+        return opts.tuning_db
+    from importlib import resources
+
+    shipped = Path(str(resources.files("optkit.reference_models").joinpath("tuning", target.name)))
+    return shipped if (shipped / "database_tuning_record.json").is_file() else None
+
+
 def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, progress: Progress,
                summary_needed: bool) -> tuple[Cell, ModelSummary | None]:
     from .calibration import from_reference_model
@@ -262,7 +272,7 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
     out_dir = opts.work_dir / model / target.name
     progress(f"{model} on {target.name}: optimizing and compiling")
     result = compile_model(task.onnx_path, target, out_dir, passes=budget.pipeline, calibration=calibration,
-                           instruments=[*default_instruments(), snapshots], tuning_db=opts.tuning_db)
+                           instruments=[*default_instruments(), snapshots], tuning_db=tuning_db_for(opts, target))
     cell.tuning = tuning_label(result.manifest["tuning"])
     optimized = load_model(out_dir / OPTIMIZED_ONNX, check=False)
     progress(f"{model} on {target.name}: evaluating {task.metric_name} on {opts.limit} samples")

@@ -22,24 +22,35 @@ from pathlib import Path
 from .errors import OptionError
 from .targets import Target
 
-WORKLOADS, RECORDS = "database_workload.json", "database_tuning_record.json"
+WORKLOADS, RECORDS, TARGET = "database_workload.json", "database_tuning_record.json", "optkit-target.json"
 
 
-def open_database(directory: str | Path, create: bool = False):
+def open_database(directory: str | Path, target: Target, create: bool = False):
+    """The database in `directory`, which must have been tuned for `target`: MetaSchedule matches records by
+    function structure alone, so an x86 database would silently schedule an ARM build."""
+    import json
+
     from tvm.s_tir import meta_schedule as ms
 
     directory = Path(directory)
     if not create and not (directory / RECORDS).is_file():
         raise OptionError(f"--tuning-db {directory}: no MetaSchedule database there ({RECORDS} missing); "
                           f"create one with `optkit tune`")
-    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / TARGET
+    if marker.is_file():
+        tuned_for = json.loads(marker.read_text())["target"]
+        if tuned_for != target.name:
+            raise OptionError(f"--tuning-db {directory} was tuned for target '{tuned_for}', not '{target.name}'")
+    elif create:
+        directory.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"target": target.name, "tvm_target": target.tvm_target_dict()}, indent=2) + "\n")
     return ms.database.JSONDatabase(str(directory / WORKLOADS), str(directory / RECORDS), allow_missing=create)
 
 
 def database_digest(directory: str | Path) -> str:
     """sha256 over the two database files: what a manifest records about the tuning it used."""
     h = hashlib.sha256()
-    for name in (WORKLOADS, RECORDS):
+    for name in (WORKLOADS, RECORDS):  # the target marker is not hashed: it holds this machine's CPU name
         h.update((Path(directory) / name).read_bytes())
     return h.hexdigest()
 
@@ -157,7 +168,7 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
         mod, tvm_target = lowered(path, target, passes, shapes, calibration_for(name) if calibration_for else None)
         lowered_mods.append((name, mod))
     tasks = extract(lowered_mods, tvm_target)
-    database = open_database(db_dir, create=True)
+    database = open_database(db_dir, target, create=True)
     for task in tasks:
         workload = database.commit_workload(task.mod) if database.has_workload(task.mod) else None
         task.existing = len(database.get_top_k(workload, trials)) if workload is not None else 0
