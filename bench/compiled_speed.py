@@ -126,6 +126,24 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
     fig.savefig(path)
 
 
+def markdown(result: dict) -> str:
+    variants = [v for v in ("untuned", "default", "tuned") if any(v in r["variants"] for r in result["rows"])]
+    head = "| graph | MFLOPs | onnxruntime ms (p95) | " + " | ".join(
+        f"TVM {v} ms (p95) | {v} / ORT | {v} roofline" for v in variants) + " |"
+    lines = [head, "|" + "---|" * (3 + 3 * len(variants))]
+    for r in result["rows"]:
+        o = r["onnxruntime"]
+        cells = [r["graph"], f"{r['mflops']}", f"{o['median_ms']:.2f} ({o['p95_ms']:.2f})"]
+        for v in variants:
+            x = r["variants"].get(v)
+            cells += ["-", "-", "-"] if x is None else [f"{x['median_ms']:.2f} ({x['p95_ms']:.2f})",
+                                                          f"{x['ratio_median']:.2f}x", f"{x['roofline']:.0%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (f"Measured by `python bench/compiled_speed.py` on this host ({result['host']}, {result['threads']} threads, "
+            f"{result['repeat']} interleaved runs each after warm-up; host peak {result['host_peak_gflops']} GFLOP/s "
+            f"measured as onnxruntime sgemm). Ratios below 1 mean optkit is faster.\n\n" + "\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join([*TASKS, *CONVERTER_GRAPHS]))
@@ -134,6 +152,7 @@ def main() -> None:
     ap.add_argument("--tuning-db", type=Path)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--png", type=Path)
+    ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
     configure_threads(args.threads)
     peak = host_peak_gflops(args.threads)
@@ -151,6 +170,8 @@ def main() -> None:
               "host_peak_gflops": round(peak, 1), "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(result))
     if args.png:
         plot(rows, args.png, args.threads)
 

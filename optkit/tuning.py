@@ -154,6 +154,15 @@ def _builder(target: Target):
     return InProcessBuilder()
 
 
+def _require_search_packages() -> None:
+    import importlib.util
+
+    missing = [m for m in ("xgboost", "psutil", "cloudpickle") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise OptionError(f"tuning needs {', '.join(missing)} (MetaSchedule's cost model and workers): "
+                          f"pip install -e '.[tune]'")
+
+
 def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, trials: int, passes: str,
          rpc: str | None = None, key: str | None = None, calibration_for: Callable | None = None,
          progress: Callable[[str, int, int], None] = lambda *_: None, seed: int = 0) -> list[TuneTask]:
@@ -175,6 +184,7 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
     todo = [t for t in tasks if t.existing < trials]
     if not todo:
         return tasks
+    _require_search_packages()
     contexts = [ms.TuneContext(mod=t.mod, target=tvm_target, space_generator="post-order-apply",
                                search_strategy="evolutionary", task_name=t.name, num_threads="physical",
                                rand_state=seed + i) for i, t in enumerate(todo)]
