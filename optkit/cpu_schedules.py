@@ -53,14 +53,16 @@ def _divisor(n: int, candidates) -> int:
 
 
 def _row_tile(width: int, lanes: int) -> int:
-    """Columns per register tile: a multiple of the SIMD width that divides the row, else the whole row when
-    it is short, else the SIMD width (the last tile is then predicated)."""
+    """Columns per register tile: a multiple of the SIMD width that divides the row; else the row itself when
+    it fits one register; else a divisor near the SIMD width; else (prime widths) the SIMD width, with the
+    last tile predicated."""
     for k in (2, 1):
         if width % (lanes * k) == 0:
             return lanes * k
-    if width <= 2 * lanes:
+    if width <= lanes:
         return width
-    return _divisor(width, range(2 * lanes, lanes // 2, -1)) if width % lanes else lanes
+    near = _divisor(width, range(2 * lanes, lanes // 2, -1))
+    return near if near > 1 else lanes
 
 
 def _blocks(sch):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,6 @@ def _builder(target: Target):
     """Candidates are built in this process: TVM 0.27's LocalBuilder workers took ~47 s per candidate here
     (in-process: 0.1 s), which made every candidate time out. Device candidates are linked with the target's
     cross compiler."""
-    import tempfile
-
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.builder import local_builder
@@ -200,11 +199,9 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
             progress(todo[task_id].name, done["trials"], total)
 
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"), Progress()]
-    work_dir = db_dir / "logs"
-    work_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
-    with tvm.transform.PassContext(opt_level=3):
-        ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in todo], work_dir=str(work_dir),
+    with tempfile.TemporaryDirectory(prefix="optkit-tune-") as work_dir, tvm.transform.PassContext(opt_level=3):
+        ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in todo], work_dir=work_dir,
                       max_trials_global=total, max_trials_per_task=trials, num_trials_per_iter=min(16, trials),
                       builder=_builder(target), runner=_runner(target, rpc, key), database=database,
                       cost_model="xgb", measure_callbacks=callbacks, task_scheduler="gradient")

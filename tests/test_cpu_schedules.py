@@ -22,6 +22,7 @@ CASES = [
     (4, 6, 31, 33, 5, 1, (2, 2, 2, 2), 1, 1, "none"),              # 5x5 on a 33-wide row
     (16, 32, 8, 40, 3, 1, (0, 1, 1, 0), 1, 1, "relu"),             # asymmetric pads, row multiple of 8
     (24, 24, 19, 19, 3, 2, (1, 1, 1, 1), 1, 24, "relu6"),          # depthwise stride 2, odd
+    (8, 8, 5, 37, 3, 1, (1, 1, 1, 1), 1, 1, "relu"),               # prime row: predicated last tile
 ]
 
 

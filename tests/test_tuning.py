@@ -74,3 +74,12 @@ def test_tune_from_scratch_then_compile_uses_it(small_model, tmp_path):
     assert len({r[0] for r in records}) == 7 and all(r[1][1][0] < 1e9 for r in records)   # all measured
     result = compile_model(small_model, get_target("host"), tmp_path / "a", tuning_db=db)
     assert result.manifest["tuning"]["tuned_functions"] == 7
+
+
+def test_gate_uses_the_given_database_else_the_shipped_one(tmp_path):
+    from optkit.harness import CheckOptions, tuning_db_for
+
+    assert tuning_db_for(CheckOptions(tuning_db=DB), get_target("host")) == DB
+    shipped = tuning_db_for(CheckOptions(), get_target("host"))
+    assert shipped is None or (shipped / "database_tuning_record.json").is_file()
+    assert tuning_db_for(CheckOptions(), get_target("rk3399")) is None      # nothing shipped for devices
