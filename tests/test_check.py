@@ -40,7 +40,8 @@ def test_check_passes_and_writes_reports(passing_run):
     report = json.loads((out / "r.json").read_text())
     assert report["format"] == "optkit-check/1" and report["passed"]
     (cell,) = report["cells"]
-    assert cell["tuning"] == "untuned" and cell["latency"]["kind"] == "host"
+    # reference_models/tuning/host ships a database covering face's int8 build: the gate says so
+    assert cell["tuning"].startswith("tuned (") and cell["latency"]["kind"] == "host"
     assert cell["latency"]["source"].startswith("measured on host")
     assert cell["latency"]["onnxruntime_median_ms"] > 0          # TVM beside onnxruntime, same run
     assert {v["check"] for v in cell["verdicts"]} == {"accuracy", "latency", "size"}
