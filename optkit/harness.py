@@ -140,6 +140,8 @@ def _latency(artifact: Path, optimized, target: Target, feeds, opts: CheckOption
                 "runs": tvm.runs, "onnxruntime_median_ms": round(ort.median_ms, 3),
                 "onnxruntime_p95_ms": round(ort.p95_ms, 3),
                 "ratio_vs_onnxruntime": round(tvm.median_ms / ort.median_ms, 3)}, layers
+    if target.peak.fp32_gflops <= 0:
+        raise OptionError(f"target '{target.name}' declares no peak numbers to estimate from; measure it with --rpc")
     return {"source": "estimated (per-layer roofline from the target's peaks, calibrated on ncnn timings)",
             "kind": "estimated", "median_ms": round(estimate.total_ms, 3), "p95_ms": None,
             "efficiency": estimate.efficiency.as_dict()}, layers
