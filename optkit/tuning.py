@@ -103,21 +103,30 @@ def extract(models: list[tuple[str, object]], tvm_target) -> list[TuneTask]:
     return list(tasks.values())
 
 
-def _runner(target: Target, rpc: str | None, key: str | None):
-    from tvm.s_tir import meta_schedule as ms
+def _runner_options(target: Target, rpc: str | None, key: str | None) -> tuple[str, int, str] | None:
+    """(tracker host, port, device key) for a device, None for this machine; named errors otherwise."""
+    from .rpc_measure import parse_address
 
-    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
     if not rpc:
         if not target.is_host:
             raise OptionError(f"target '{target.name}' is not this machine: tune it on the device with "
                               f"--rpc HOST:PORT --key {target.rpc_key or 'KEY'}")
-        return ms.runner.LocalRunner(evaluator_config=evaluator)
-    from .rpc_measure import parse_address
-
+        return None
     host, port = parse_address(rpc)
     device_key = key or target.rpc_key
     if not device_key:
         raise OptionError(f"target '{target.name}' has no rpc_key; pass --key")
+    return host, port, device_key
+
+
+def _runner(target: Target, rpc: str | None, key: str | None):
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
+    device = _runner_options(target, rpc, key)
+    if device is None:
+        return ms.runner.LocalRunner(evaluator_config=evaluator)
+    host, port, device_key = device
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=device_key, session_timeout_sec=120)
     return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator)
 
@@ -171,6 +180,7 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
 
     if trials < 1:
         raise OptionError("--trials must be at least 1")
+    _runner_options(target, rpc, key)
     lowered_mods, tvm_target = [], None
     for name, path, shapes in models:
         mod, tvm_target = lowered(path, target, passes, shapes, calibration_for(name) if calibration_for else None)
