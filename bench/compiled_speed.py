@@ -36,8 +36,6 @@ from optkit.stats import model_stats  # noqa: E402
 from optkit.targets import get_target  # noqa: E402
 from optkit.vm_runner import configure_threads  # noqa: E402
 
-FIXED_SHAPES = {"style": "image:1x3x256x256"}
-
 
 def host_peak_gflops(threads: int, n: int = 1024) -> float:
     """Measured fp32 peak stand-in: onnxruntime's MatMul (MLAS sgemm) on n x n x n, best of 20 after 10
@@ -58,7 +56,7 @@ def graphs(names: list[str], tmp: Path) -> list[tuple[str, Path, str]]:
     out = []
     for name in names:
         if name in TASKS:
-            out.append((name, get_task(name).onnx_path, FIXED_SHAPES.get(name, "")))
+            out.append((name, get_task(name).onnx_path, get_task(name).compile_shapes))
         else:
             path = tmp / f"{name}.onnx"
             path.write_bytes(CONVERTER_GRAPHS[name]().SerializeToString())

@@ -33,7 +33,6 @@ VARIANTS = {
     "int8": "mobile,quantize-int8",
     "pruned+int8": "mobile,prune-channels{flops=0.3},quantize-int8",
 }
-FIXED_SHAPES = {"style": "image:1x3x256x256"}
 
 
 def run(models: list[str], eval_samples: int, threads: int, repeat: int) -> list[dict]:
@@ -43,8 +42,8 @@ def run(models: list[str], eval_samples: int, threads: int, repeat: int) -> list
         source = load_model(task.onnx_path)
         ctx = PassContext(calibration=from_reference_model(name, 16))
         for variant, spec in VARIANTS.items():
-            if name in FIXED_SHAPES:
-                spec = f"specialize-input{{shape={FIXED_SHAPES[name]}}},{spec}"
+            if task.compile_shapes:
+                spec = f"specialize-input{{shape={task.compile_shapes}}},{spec}"
             row = {"model": name, "variant": variant, "passes": spec}
             try:
                 model, _ = PassManager(build_passes(spec)).run(source, ctx)

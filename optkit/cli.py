@@ -533,7 +533,7 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key)
     entries = []
     for m in models:
         if m in TASKS:
-            entries.append((m, get_task(m).onnx_path, input_shape or _REFERENCE_SHAPES.get(m, "")))
+            entries.append((m, get_task(m).onnx_path, input_shape or get_task(m).compile_shapes))
         elif Path(m).is_file():
             entries.append((Path(m).stem, Path(m), input_shape))
         else:
@@ -556,9 +556,6 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key)
     console.print(table)
     console.print(f"{len(tasks)} distinct tasks; compile with: optkit compile MODEL --target {target.name} "
                   f"--tuning-db {db_dir}")
-
-
-_REFERENCE_SHAPES = {"style": "image:1x3x256x256"}
 
 
 @main.command("estimate")

@@ -106,6 +106,37 @@ def to_relax(model: onnx.ModelProto, where: str):
 SCHEDULES = ("default", "none")
 
 
+@dataclass
+class Frontend:
+    """A model after optkit's passes and TVM's import: what compile builds and tune tunes."""
+
+    spec: str
+    optimized: onnx.ModelProto
+    records: list[PassRecord]
+    mod: Any                    # Relax IRModule, integer convolutions rewritten
+    integer_convolutions: int
+
+
+def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = "", seed: int = 0,
+             instruments: list[Instrument] | None = None, calibration=None) -> Frontend:
+    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
+    ctx = PassContext(target=target, seed=seed, calibration=calibration)
+    optimized, records = PassManager(build_passes(spec) if spec else [], instruments).run(load_model(model_path), ctx)
+    mod = to_relax(optimized, f"{model_path} (after passes)")
+    mod, integer_convs = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
+    return Frontend(spec, optimized, records, mod, integer_convs)
+
+
+def lower(mod, target: Target):
+    """(Relax module with fused TIR functions, TVM target): the functions schedules and tuning work on."""
+    import tvm
+    from tvm import relax
+
+    tvm_target = tvm.target.Target(target.tvm_target_dict())
+    with tvm_target:
+        return relax.get_pipeline("zero")(mod), tvm_target
+
+
 def build(mod, target: Target, schedules: str = "default", database=None):
     """Lower and build a Relax module for the target: functions a tuning database covers get their tuned
     schedule, the rest optkit's default CPU schedules (or none: TVM's plain loop nests).
@@ -117,9 +148,7 @@ def build(mod, target: Target, schedules: str = "default", database=None):
 
     if schedules not in SCHEDULES:
         raise CompileError(f"--schedules {schedules!r}: expected one of {', '.join(SCHEDULES)}")
-    tvm_target = tvm.target.Target(target.tvm_target_dict())
-    with tvm_target:
-        mod = relax.get_pipeline("zero")(mod)
+    mod, tvm_target = lower(mod, target)
     if database is not None:
         with tvm_target, database, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
@@ -167,19 +196,14 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
                   tuning_db: str | os.PathLike | None = None) -> CompileResult:
     """Optimize, build and export; the directory appears only if every step succeeded."""
     model_path = Path(model_path)
-    model = load_model(model_path)
-    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
-    pass_list = build_passes(spec) if spec else []
-    ctx = PassContext(target=target, seed=seed, calibration=calibration)
-    optimized, records = PassManager(pass_list, instruments).run(model, ctx)
-    mod = to_relax(optimized, f"{model_path} (after passes)")
-    mod, integer_convs = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
+    front = frontend(model_path, target, passes, input_shapes, seed, instruments, calibration)
+    optimized, records = front.optimized, front.records
     database, tuning = None, "untuned"
     if tuning_db is not None:
         from .tuning import database_digest, open_database
 
         database = open_database(tuning_db, target)
-    executable, schedule_counts = build(mod, target, schedules, database)
+    executable, schedule_counts = build(front.mod, target, schedules, database)
     if schedule_counts["from_database"]:
         tuning = {"database_sha256": database_digest(tuning_db), "tuned_functions": schedule_counts["from_database"],
                   "functions": sum(schedule_counts.values())}
@@ -192,14 +216,14 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "source_model": {"file": model_path.name, "sha256": sha256_file(model_path)},
             "target": {**target.as_dict(), "path": Path(target.path).name, "tvm_resolved": target.tvm_target_dict()},
             "passes": [r.as_dict() for r in records],
-            "pass_spec": spec,
+            "pass_spec": front.spec,
             "inputs": _tensor_list(input_specs(optimized)),
             "outputs": _tensor_list(output_specs(optimized)),
             "library": {"file": library, "kind": description, "export_format": target.export_format},
             "optimized_onnx": OPTIMIZED_ONNX,
             "tuning": tuning,
             "schedules": {"mode": schedules, "functions": schedule_counts},
-            "integer_convolutions": integer_convs,
+            "integer_convolutions": front.integer_convolutions,
         }
         write_manifest(tmp, manifest)
     return CompileResult(Path(out_dir), manifest, records)

@@ -81,8 +81,10 @@ def _is_copy(sch, block) -> bool:
     return [int(d) for d in stmt.reads[0].source.shape] == [int(d) for d in stmt.writes[0].source.shape]
 
 
-def _vectorize_inner(sch, block, lanes: int) -> None:
+def _parallel_vector(sch, block, lanes: int) -> None:
+    """A spatial stage: all loops but the innermost fused and parallel, the innermost vectorized."""
     loops = sch.get_loops(block)
+    sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
     inner = loops[-1]
     extent = _extent(sch, inner)
     if extent > 4 * lanes:
@@ -154,9 +156,7 @@ def schedule_generic(sch, lanes: int) -> None:
         while spatial < len(types) and types[spatial] == _SPATIAL:
             spatial += 1
         if spatial == len(types) and len(loops) > 1:
-            outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
-            sch.parallel(outer)
-            _vectorize_inner(sch, block, lanes)
+            _parallel_vector(sch, block, lanes)
         elif spatial:
             sch.parallel(sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0])
 
@@ -169,7 +169,7 @@ def _conv_block(sch):
 
 
 def schedule_function(func, lanes: int):
-    """(scheduled PrimFunc, rule name) or (None, reason)."""
+    """(scheduled PrimFunc, rule name), or (None, "") when no rule applies."""
     from tvm.s_tir import Schedule
 
     sch = Schedule(func)
@@ -184,8 +184,8 @@ def schedule_function(func, lanes: int):
     try:
         schedule_generic(sch, lanes)
         return sch.mod["main"], "generic"
-    except Exception as exc:
-        return None, f"{type(exc).__name__}"
+    except Exception:  # ScheduleError or a rule's own refusal: keep TVM's loops
+        return None, ""
 
 
 def schedule_generic_rest(sch, lanes: int) -> None:
@@ -195,11 +195,8 @@ def schedule_generic_rest(sch, lanes: int) -> None:
             continue
         loops = sch.get_loops(block)
         types = _iter_types(sch, block)
-        if len(loops) != len(types) or len(loops) < 2 or any(t != _SPATIAL for t in types):
-            continue
-        sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
-        if _extent(sch, loops[-1]) <= 16 * lanes:
-            _vectorize_inner(sch, block, lanes)
+        if len(loops) == len(types) >= 2 and all(t == _SPATIAL for t in types):
+            _parallel_vector(sch, block, lanes)
 
 
 def schedule_module(mod, target, stats: ScheduleStats | None = None):

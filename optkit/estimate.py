@@ -45,6 +45,9 @@ class LayerCost:
     flops: int
     bytes: int
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class Device:
@@ -191,6 +194,5 @@ def estimate_latency(model: onnx.ModelProto, peak) -> Estimate:
     costs = layer_costs(model)
     eff = calibrated_efficiency()
     ms = layer_ms(costs, Device(peak.fp32_gflops, peak.int8_gops, peak.bandwidth_gbs), eff)
-    layers = [{"name": c.name, "op": c.op, "kind": c.kind, "int8": c.int8, "flops": c.flops, "bytes": c.bytes,
-               "ms": round(float(t), 4)} for c, t in zip(costs, ms)]
+    layers = [{**c.as_dict(), "ms": round(float(t), 4)} for c, t in zip(costs, ms)]
     return Estimate(float(ms.sum()), layers, eff)

@@ -114,11 +114,8 @@ def _latency(artifact: Path, optimized, target: Target, feeds, opts: CheckOption
     """(latency summary with its source, per-layer costs) for one built cell."""
     from .estimate import estimate_latency, layer_costs
 
-    layers = [{"name": c.name, "op": c.op, "kind": c.kind, "int8": c.int8, "flops": c.flops, "bytes": c.bytes}
-              for c in layer_costs(optimized)]
-    if target.peak.fp32_gflops > 0:
-        estimate = estimate_latency(optimized, target.peak)
-        layers = estimate.layers
+    estimate = estimate_latency(optimized, target.peak) if target.peak.fp32_gflops > 0 else None
+    layers = estimate.layers if estimate else [c.as_dict() for c in layer_costs(optimized)]
     if opts.rpc and target.export_format == "so":
         from .rpc_measure import measure_rpc
 
@@ -140,7 +137,7 @@ def _latency(artifact: Path, optimized, target: Target, feeds, opts: CheckOption
                 "runs": tvm.runs, "onnxruntime_median_ms": round(ort.median_ms, 3),
                 "onnxruntime_p95_ms": round(ort.p95_ms, 3),
                 "ratio_vs_onnxruntime": round(tvm.median_ms / ort.median_ms, 3)}, layers
-    if target.peak.fp32_gflops <= 0:
+    if estimate is None:
         raise OptionError(f"target '{target.name}' declares no peak numbers to estimate from; measure it with --rpc")
     return {"source": "estimated (per-layer roofline from the target's peaks, calibrated on ncnn timings)",
             "kind": "estimated", "median_ms": round(estimate.total_ms, 3), "p95_ms": None,
@@ -313,6 +310,10 @@ def run_check(models: list[str] | None, targets: list[str] | None, opts: CheckOp
         raise OptionError(f"--models: no budget for {', '.join(missing)} (budgeted: {', '.join(budgets)})")
     target_objs = {name: get_target(name) for name in (targets or [])}
     baseline = load_baseline(opts.baseline) if opts.baseline else None
+    if opts.rpc:
+        from .rpc_measure import parse_address
+
+        parse_address(opts.rpc)  # a malformed address is named before anything is built
     cells, summaries = [], {}
     for model in chosen:
         budget = budgets[model]

@@ -46,8 +46,12 @@ def _cell_html(cell: Cell | None) -> str:
     lines = []
     for v in cell.verdicts:
         mark = {"pass": "✔", "fail": "✘", "info": "·"}[v.status]
-        limit = "" if v.limit is None else f" (budget {v.limit:g})" if not v.check.startswith("baseline") \
-            else f" (was {v.limit:.4g})"
+        if v.limit is None:
+            limit = ""
+        elif v.check.startswith("baseline"):
+            limit = f" (was {v.limit:.4g})"
+        else:
+            limit = f" (budget {v.limit:g})"
         value = "—" if v.value is None else f"{v.value:.4g}"
         lines.append(f"{mark} {escape(v.check)}: {value} {escape(v.unit)}{limit}")
     kind = cell.latency.get("kind", "")

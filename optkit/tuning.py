@@ -57,24 +57,10 @@ def database_digest(directory: str | Path) -> str:
 
 
 def lowered(model_path: Path, target: Target, passes: str, input_shapes: str, calibration):
-    """The Relax module compile would build, after the `zero` pipeline (fused TIR functions)."""
-    import tvm
-    from tvm import relax
+    """The fused TIR functions compile would build (same passes, import and lowering), and the TVM target."""
+    from .compiler import frontend, lower
 
-    from .compiler import to_relax
-    from .manager import PassManager
-    from .model_io import load_model
-    from .pass_base import PassContext
-    from .pass_spec import build_passes
-    from .relax_int8 import integer_convolutions
-
-    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
-    optimized, _ = PassManager(build_passes(spec) if spec else []).run(
-        load_model(model_path), PassContext(target=target, calibration=calibration))
-    mod, _ = integer_convolutions(to_relax(optimized, f"{model_path} (after passes)"))
-    tvm_target = tvm.target.Target(target.tvm_target_dict())
-    with tvm_target:
-        return relax.get_pipeline("zero")(mod), tvm_target
+    return lower(frontend(model_path, target, passes, input_shapes, calibration=calibration).mod, target)
 
 
 @dataclass

@@ -45,6 +45,7 @@ class Task:
     size_budget_mb: float | None = None   # fp32 ONNX budget from shared/seed-facts.md, where it gives one
     seed_note: str = ""           # what the production model reached (seed-facts), for comparison
     data: str = ""                # which generator makes the data, and what a sample holds
+    compile_shapes: str = ""      # --input-shape for a model exported with dynamic dims (TVM needs fixed ones)
 
     @property
     def onnx_path(self) -> Path:

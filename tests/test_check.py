@@ -119,7 +119,7 @@ def test_check_names_bad_options(tmp_path):
     result = optkit("check", *QUICK, "--baseline", str(tmp_path / "b.json"))
     assert result.returncode == 1 and "not an `optkit check --json` report" in result.stderr
     result = optkit("check", *QUICK, "--rpc", "localhost")
-    assert result.returncode != 0
+    assert result.returncode == 1 and "expected HOST:PORT of a TVM RPC tracker" in result.stderr
 
 
 def test_baseline_compares_host_latency_as_ratio_to_onnxruntime():

@@ -81,5 +81,6 @@ def test_gate_uses_the_given_database_else_the_shipped_one(tmp_path):
 
     assert tuning_db_for(CheckOptions(tuning_db=DB), get_target("host")) == DB
     shipped = tuning_db_for(CheckOptions(), get_target("host"))
-    assert shipped is None or (shipped / "database_tuning_record.json").is_file()
+    assert shipped is not None and shipped.parts[-2:] == ("tuning", "host")   # reference_models/tuning/host
+    assert (shipped / "database_tuning_record.json").is_file()
     assert tuning_db_for(CheckOptions(), get_target("rk3399")) is None      # nothing shipped for devices

@@ -29,6 +29,7 @@ class StyleTask(Task):
     size_budget_mb = 0.99
     seed_note = "production model: 0.99 MB, 1024x1024 in 0.09 s on a Quadro M6000; no accuracy published (seed-facts)"
     data = "style_data.py: textured content scenes; stroke exemplars whose stroke width follows the brush"
+    compile_shapes = f"image:1x3x{SIZE}x{SIZE}"
     reference_outputs = None  # set by evaluate() when comparing against the fp32 model
 
     @functools.cached_property
