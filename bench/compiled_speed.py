@@ -1,7 +1,7 @@
 """optkit-built code vs onnxruntime on this host, for every reference model and for converter-style graphs.
 
     python bench/compiled_speed.py [--models parsing,face] [--threads 2] [--repeat 20] [--tuning-db DIR]
-                                   [--json docs/speed.json] [--png docs/speed.png]
+                                   [--json docs/speed.json] [--png docs/speed.png] [--skip-untuned]
 
 For each graph, in one interleaved run with the same inputs and threads (neither engine spin-waits):
   untuned  - TVM with no schedules (plain legalized loops: what TVM 0.27 gives by itself)
@@ -65,9 +65,10 @@ def graphs(names: list[str], tmp: Path) -> list[tuple[str, Path, str]]:
 
 
 def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, tuning_db: Path | None,
-                tmp: Path, peak: float) -> dict:
+                tmp: Path, peak: float, untuned: bool = True) -> dict:
     host = get_target("host")
-    variants = {"untuned": {"schedules": "none"}, "default": {"schedules": "default"}}
+    variants = {"untuned": {"schedules": "none"}} if untuned else {}
+    variants["default"] = {"schedules": "default"}
     if tuning_db is not None:
         variants["tuned"] = {"schedules": "default", "tuning_db": tuning_db}
     runners, manifests = {}, {}
@@ -148,6 +149,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--tuning-db", type=Path)
+    ap.add_argument("--skip-untuned", action="store_true", help="leave out TVM's plain loops (slow to run)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--png", type=Path)
     ap.add_argument("--markdown", type=Path)
@@ -158,7 +160,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path, shapes in graphs(args.models.split(","), Path(tmp)):
-            row = bench_graph(name, path, shapes, args.threads, args.repeat, args.tuning_db, Path(tmp), peak)
+            row = bench_graph(name, path, shapes, args.threads, args.repeat, args.tuning_db, Path(tmp), peak,
+                              untuned=not args.skip_untuned)
             rows.append(row)
             cells = "  ".join(f"{v} {x['median_ms']:.2f} ms ({x['ratio_median']:.2f}x, p95 {x['ratio_p95']:.2f}x, "
                               f"{x['roofline']:.1%} of peak)" for v, x in row["variants"].items())

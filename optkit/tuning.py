@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import OptionError
 from .targets import Target
+from .vm_runner import allow_every_core
 
 WORKLOADS, RECORDS, TARGET = "database_workload.json", "database_tuning_record.json", "optkit-target.json"
 
@@ -196,6 +197,7 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
 
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"), Progress()]
     os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+    allow_every_core()          # the runner's worker processes measure with every core, as builds will run
     with tempfile.TemporaryDirectory(prefix="optkit-tune-") as work_dir, tvm.transform.PassContext(opt_level=3):
         ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in todo], work_dir=work_dir,
                       max_trials_global=total, max_trials_per_task=trials, num_trials_per_iter=min(16, trials),

@@ -32,17 +32,34 @@ def flatten(result) -> list:
     return out
 
 
-def configure_threads(threads: int, spin: bool = False) -> None:
-    """Size TVM's runtime thread pool explicitly (0 = one thread per core). Workers do not spin-wait
-    by default: on a small machine spinning workers steal the cores of whatever runs next (measured:
-    interleaved with onnxruntime, both ran 2-3x slower with spinning on)."""
+def allow_every_core(threads: int = 0) -> None:
+    """TVM sizes its thread pool once, from TVM_NUM_THREADS, else half the x86 hardware threads (it assumes
+    hyper-threading): on a 2-core machine without the variable every TVM run was single-threaded, and
+    `config_threadpool` can only shrink the pool, never grow it. Set the variable (unless the user did) before
+    the pool exists, in this process and the worker processes it starts."""
     import os
 
-    import tvm
+    os.environ.setdefault("TVM_NUM_THREADS", str(max(os.cpu_count() or 1, int(threads))))
 
+
+def configure_threads(threads: int, spin: bool = False) -> int:
+    """Size TVM's runtime thread pool explicitly (0 = one thread per core) and return the size it took.
+    Workers do not spin-wait by default: on a small machine spinning workers steal the cores of whatever runs
+    next (measured: interleaved with onnxruntime, both ran 2-3x slower with spinning on)."""
+    import os
+
+    wanted = int(threads) or (os.cpu_count() or 1)
+    allow_every_core(wanted)
     if not spin:
         os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = "0"
-    tvm.get_global_func("runtime.config_threadpool")(0, int(threads))
+    import tvm
+
+    tvm.get_global_func("runtime.config_threadpool")(0, wanted)
+    got = int(tvm.get_global_func("runtime.NumThreads")())
+    if got < wanted:
+        raise RuntimeError(f"TVM's thread pool has {got} threads, {wanted} requested: it was created before "
+                           f"optkit could size it; set TVM_NUM_THREADS={wanted} in the environment")
+    return got
 
 
 def _main(argv: list[str]) -> int:

@@ -2,7 +2,10 @@
 rebuilds are byte-identical, failures leave nothing behind."""
 
 import json
+import os
 import struct
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -100,3 +103,13 @@ def test_tampered_artifact_is_refused(small_model, tmp_path):
         f.write(b"x")
     with pytest.raises(ArtifactError, match="sha256 differs"):
         read_manifest(tmp_path / "h")
+
+
+def test_thread_pool_gets_the_threads_asked_for():
+    """TVM halves x86 core counts unless TVM_NUM_THREADS is set, and its pool can only shrink later: a fresh
+    process asking for 2 threads must get 2, and then 1 when it asks for 1."""
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    code = ("from optkit.vm_runner import configure_threads as c; import tvm; "
+            "n = tvm.get_global_func('runtime.NumThreads'); print(c(2), n(), c(1), n())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "2", "1", "1"]
