@@ -159,7 +159,7 @@ def build(mod, target: Target, schedules: str = "default", database=None):
         return tvm.compile(mod, target=tvm_target), stats.as_dict()
     except Exception as exc:
         hint = " (built with optkit's default schedules: try --schedules none, and please report the model)" \
-            if stats.as_dict()["conv"] + stats.as_dict()["generic"] else ""
+            if stats.scheduled() else ""
         raise CompileError(f"TVM build for target '{target.name}' failed: {type(exc).__name__}: {exc}{hint}") from exc
 
 

@@ -8,8 +8,13 @@ vision models a sane shape for any LLVM CPU target:
   channels x `w` output columns (w = the target's SIMD width where the row allows), accumulated in a local
   buffer across the reduction loops, vectorized along the row, the fused bias/activation/residual
   epilogue computed in the same tile; rows of channel blocks run in parallel;
+- depthwise convolutions: one channel plane per task, its zero padding computed in the same task (in
+  cache, no second pass over memory);
 - everything else (padding, resize, concat, pooling, casts): outer loops in parallel, the innermost
   vectorized when it is short enough to be a vector.
+
+Loops run in parallel only when the function has enough work to pay for waking the pool's threads: without
+spin-waiting a parallel region costs ~20 us here, more than a whole 4x4 depthwise layer takes on one core.
 
 Each rule is tried on a copy; a function a rule cannot handle keeps TVM's unscheduled loops (correct,
 slow), and `schedule_module` reports how many functions each rule took.
@@ -21,18 +26,28 @@ from dataclasses import dataclass, field
 
 SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
 CONV_BLOCK_PREFIXES = ("conv2d", "group_conv2d", "depthwise_conv2d")
+MATMUL_BLOCK_PREFIXES = ("matmul", "NT_matmul", "T_matmul", "dense")
 _SPATIAL, _REDUCE = 0, 2
+# Work (multiply-adds + 4 x elements moved) below which a function runs on one thread. Measured on the face
+# model's layers (2 cores): a 256x8x8 depthwise layer 61 us in parallel vs 14 us on one thread; parallel
+# wins from about 1.5 M (a 48x64x64 stride-2 depthwise layer: 46 vs 70 us).
+PARALLEL_MIN_WORK = 1_500_000
 
 
 @dataclass
 class ScheduleStats:
     conv: list[str] = field(default_factory=list)
+    matmul: list[str] = field(default_factory=list)
     generic: list[str] = field(default_factory=list)
     unscheduled: list[str] = field(default_factory=list)
     from_database: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {k: len(v) for k, v in vars(self).items()}
+
+    def scheduled(self) -> int:
+        """Functions one of optkit's rules took."""
+        return len(self.conv) + len(self.matmul) + len(self.generic)
 
 
 def vector_lanes(target) -> int:
@@ -81,10 +96,26 @@ def _is_copy(sch, block) -> bool:
     return [int(d) for d in stmt.reads[0].source.shape] == [int(d) for d in stmt.writes[0].source.shape]
 
 
-def _parallel_vector(sch, block, lanes: int) -> None:
-    """A spatial stage: all loops but the innermost fused and parallel, the innermost vectorized."""
+def _work(sch) -> int:
+    """Multiply-adds of every reduction block plus 4 x the elements every block writes."""
+    total = 0
+    for block in _blocks(sch):
+        iters = sch.get(block).iter_vars
+        extents = [int(iv.dom.extent) for iv in iters]
+        reduce = any(int(iv.iter_type) == _REDUCE for iv in iters)
+        size = 1
+        for e in extents:
+            size *= e
+        total += size if reduce else 4 * size
+    return total
+
+
+def _parallel_vector(sch, block, lanes: int, parallel: bool = True) -> None:
+    """A spatial stage: all loops but the innermost fused (and parallel), the innermost vectorized."""
     loops = sch.get_loops(block)
-    sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
+    outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+    if parallel:
+        sch.parallel(outer)
     inner = loops[-1]
     extent = _extent(sch, inner)
     if extent > 4 * lanes:
@@ -92,29 +123,11 @@ def _parallel_vector(sch, block, lanes: int) -> None:
     sch.vectorize(inner)
 
 
-def schedule_conv(sch, conv, lanes: int) -> None:
-    loops = sch.get_loops(conv)
-    types = _iter_types(sch, conv)
-    if len(loops) != 7 or types[:4] != [_SPATIAL] * 4 or any(t != _REDUCE for t in types[4:]):
-        raise ValueError("not an NCHW convolution nest")
-    for producer in sch.get_producers(conv):
-        if _is_copy(sch, producer):
-            sch.compute_inline(producer)
-    names = [sch.get(b).name_hint for b in _blocks(sch)]
-    epilogue = names[names.index(sch.get(conv).name_hint) + 1:]
-    n, f, y, x, rc, ry, rx = loops
-    depthwise = _extent(sch, rc) == 1
-    f_tile = 1 if depthwise else _divisor(_extent(sch, f), (8, 4, 2))
-    x_tile = _row_tile(_extent(sch, x), lanes)
-    f_o, f_i = sch.split(f, [None, f_tile])
-    x_o, x_i = sch.split(x, [None, x_tile])
-    sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_i)
-    acc = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
-    # The epilogue (bias, activation, residual add, requantize) runs in the tile: a stage that is the only
-    # reader of its single producer is inlined into it; any other stage (HardSwish reads the biased value
-    # twice) is computed at the tile. reverse_compute_inline is only tried in the first case: TVM 0.27
-    # accepts it with other readers left and then fails at build time.
+def _epilogue_into_tile(sch, epilogue: list[str], tile_loop) -> None:
+    """The epilogue (bias, activation, residual add, requantize) runs in the tile: a stage that is the only
+    reader of its single producer is inlined into it; any other stage (HardSwish reads the biased value
+    twice) is computed at the tile. reverse_compute_inline is only tried in the first case: TVM 0.27
+    accepts it with other readers left and then fails at build time."""
     for name in epilogue:
         block = sch.get_sblock(name)
         producers = sch.get_producers(block)
@@ -124,20 +137,81 @@ def schedule_conv(sch, conv, lanes: int) -> None:
                 continue
             except Exception:  # ScheduleError: not elementwise on its producer
                 pass
-        sch.reverse_compute_at(block, x_o, preserve_unit_loops=True)
+        sch.reverse_compute_at(block, tile_loop, preserve_unit_loops=True)
         sch.vectorize(sch.get_loops(block)[-1])
+
+
+def _stages_after(sch, block) -> list[str]:
+    names = [sch.get(b).name_hint for b in _blocks(sch)]
+    return names[names.index(sch.get(block).name_hint) + 1:]
+
+
+def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
+    """Dense layers (x @ W, W constant [K, N]): the output row in registers, W streamed row by row (contiguous
+    loads), K innermost-but-one; the epilogue in the tile."""
+    loops = sch.get_loops(matmul)
+    types = _iter_types(sch, matmul)
+    if len(loops) < 2 or types[-1] != _REDUCE or any(t != _SPATIAL for t in types[:-1]):
+        raise ValueError("not a matmul nest")
+    epilogue = _stages_after(sch, matmul)
+    *outer, j, k = loops
+    extent = _extent(sch, j)
+    j_tile = extent if extent <= 32 * lanes else _divisor(extent, (8 * lanes, 4 * lanes, 2 * lanes, lanes))
+    j_o, j_i = sch.split(j, [None, j_tile])
+    sch.reorder(*outer, j_o, k, j_i)
+    acc = sch.cache_write(matmul, 0, "local")
+    sch.reverse_compute_at(acc, j_o, preserve_unit_loops=True)
+    _epilogue_into_tile(sch, epilogue, j_o)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    sch.vectorize(j_i)
+    tasks = sch.fuse(*outer, j_o) if outer else j_o
+    if parallel:
+        sch.parallel(tasks)
+    init = sch.decompose_reduction(matmul, k)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
+    loops = sch.get_loops(conv)
+    types = _iter_types(sch, conv)
+    if len(loops) != 7 or types[:4] != [_SPATIAL] * 4 or any(t != _REDUCE for t in types[4:]):
+        raise ValueError("not an NCHW convolution nest")
+    for producer in sch.get_producers(conv):
+        if _is_copy(sch, producer):
+            sch.compute_inline(producer)
+    epilogue = _stages_after(sch, conv)
+    n, f, y, x, rc, ry, rx = loops
+    depthwise = _extent(sch, rc) == 1
+    padding = [p for p in sch.get_producers(conv) if sch.get(p).name_hint.startswith("pad")]
+    f_tile = 1 if depthwise else _divisor(_extent(sch, f), (8, 4, 2))
+    x_tile = _row_tile(_extent(sch, x), lanes)
+    f_o, f_i = sch.split(f, [None, f_tile])
+    x_o, x_i = sch.split(x, [None, x_tile])
+    sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_i)
+    acc = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
+    _epilogue_into_tile(sch, epilogue, x_o)
     sch.vectorize(sch.get_loops(acc)[-1])
     if f_tile > 1:
         sch.unroll(f_i)
     sch.vectorize(x_i)
-    sch.parallel(sch.fuse(n, f_o, y))
+    if depthwise:
+        # One channel plane per task: the plane's padding is computed there, while it is in cache.
+        plane = sch.fuse(n, f_o)
+        for pad in padding:
+            sch.compute_at(pad, plane)
+            sch.vectorize(sch.get_loops(pad)[-1])
+    else:
+        plane = sch.fuse(n, f_o, y)
+    if parallel:
+        sch.parallel(plane)
     init = sch.decompose_reduction(conv, rc)
     init_loops = sch.get_loops(init)
     if sch.get(init_loops[-1]).kind != sch.get(x_i).kind:
         sch.vectorize(init_loops[-1])
 
 
-def schedule_generic(sch, lanes: int) -> None:
+def schedule_generic(sch, lanes: int, parallel: bool = True) -> None:
     """Injective stages inlined into their consumers; then parallel outer spatial loops and a vector
     innermost loop for every stage left."""
     outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
@@ -156,14 +230,14 @@ def schedule_generic(sch, lanes: int) -> None:
         while spatial < len(types) and types[spatial] == _SPATIAL:
             spatial += 1
         if spatial == len(types) and len(loops) > 1:
-            _parallel_vector(sch, block, lanes)
-        elif spatial:
+            _parallel_vector(sch, block, lanes, parallel)
+        elif spatial and parallel:
             sch.parallel(sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0])
 
 
-def _conv_block(sch):
+def _block_named(sch, prefixes: tuple[str, ...]):
     for block in _blocks(sch):
-        if sch.get(block).name_hint.startswith(CONV_BLOCK_PREFIXES):
+        if sch.get(block).name_hint.startswith(prefixes):
             return block
     return None
 
@@ -173,30 +247,35 @@ def schedule_function(func, lanes: int):
     from tvm.s_tir import Schedule
 
     sch = Schedule(func)
-    conv = _conv_block(sch)
-    if conv is not None:
+    parallel = _work(sch) >= PARALLEL_MIN_WORK
+    for rule, prefixes, schedule in (("conv", CONV_BLOCK_PREFIXES, schedule_conv),
+                                     ("matmul", MATMUL_BLOCK_PREFIXES, schedule_matmul)):
+        block = _block_named(sch, prefixes)
+        if block is None:
+            continue
         try:
-            schedule_conv(sch, conv, lanes)
-            schedule_generic_rest(sch, lanes)
-            return sch.mod["main"], "conv"
+            schedule(sch, block, lanes, parallel)
+            schedule_generic_rest(sch, lanes, parallel, skip=prefixes)
+            return sch.mod["main"], rule
         except Exception:  # fall back to the generic rule on a fresh schedule
             sch = Schedule(func)
     try:
-        schedule_generic(sch, lanes)
+        schedule_generic(sch, lanes, parallel)
         return sch.mod["main"], "generic"
     except Exception:  # ScheduleError or a rule's own refusal: keep TVM's loops
         return None, ""
 
 
-def schedule_generic_rest(sch, lanes: int) -> None:
-    """Stages a convolution function keeps besides its nest (padding, casts): parallel and vectorized."""
+def schedule_generic_rest(sch, lanes: int, parallel: bool = True, skip: tuple[str, ...] = ()) -> None:
+    """Stages a convolution function keeps at its root besides the nest (padding, casts): parallel and
+    vectorized."""
     for block in _blocks(sch):
-        if sch.get(block).name_hint.startswith(CONV_BLOCK_PREFIXES):
+        if sch.get(block).name_hint.startswith(skip):
             continue
         loops = sch.get_loops(block)
         types = _iter_types(sch, block)
         if len(loops) == len(types) >= 2 and all(t == _SPATIAL for t in types):
-            _parallel_vector(sch, block, lanes)
+            _parallel_vector(sch, block, lanes, parallel)
 
 
 def schedule_module(mod, target, stats: ScheduleStats | None = None):

@@ -51,8 +51,17 @@ def conv_graph(cin, cout, h, w, k, stride, pads, dilation, groups, epilogue, see
     return onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
+@pytest.fixture(params=["parallel", "one-thread"])
+def threading_rule(request, monkeypatch):
+    """Run a case both ways the rules can lay it out: loops in parallel, and on one thread (small work)."""
+    from optkit import cpu_schedules
+
+    monkeypatch.setattr(cpu_schedules, "PARALLEL_MIN_WORK", 0 if request.param == "parallel" else 10**15)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}x{c[2]}x{c[3]}-k{c[4]}s{c[5]}d{c[7]}g{c[8]}-{c[9]}" for c in CASES])
-def test_default_schedule_matches_onnxruntime(case, save, tmp_path):
+def test_default_schedule_matches_onnxruntime(case, save, tmp_path, threading_rule):
     model = conv_graph(*case)
     path = save(model)
     result = compile_model(path, get_target("host"), tmp_path / "a", passes="simplify")
@@ -61,6 +70,31 @@ def test_default_schedule_matches_onnxruntime(case, save, tmp_path):
     feeds = {"x": np.random.default_rng(1).normal(size=(1, case[0], case[2], case[3])).astype(np.float32)}
     got = run_artifact(tmp_path / "a", feeds).outputs
     _, bad = compare(run_ort(model, feeds), got, rtol=1e-4, atol=1e-4)
+    assert not bad, bad
+
+
+# (rows, inputs, outputs, transB, epilogue)
+GEMM_CASES = [(1, 300, 136, 1, "Sigmoid"), (3, 64, 37, 0, "Relu"), (1, 96, 600, 1, "Identity")]
+
+
+def gemm_graph(m, k, n, trans_b, epilogue, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(n, k) if trans_b else (k, n)).astype(np.float32) * 0.1
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(rng.normal(size=n).astype(np.float32), "b")]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=trans_b), helper.make_node(epilogue, ["g"], ["y"])]
+    graph = helper.make_graph(nodes, "gemm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("case", GEMM_CASES, ids=[f"{c[0]}x{c[1]}x{c[2]}-t{c[3]}-{c[4]}" for c in GEMM_CASES])
+def test_matmul_rule_matches_onnxruntime(case, save, tmp_path, threading_rule):
+    model = gemm_graph(*case)
+    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
+    counts = result.manifest["schedules"]["functions"]
+    assert counts["matmul"] == 1 and counts["unscheduled"] == 0, counts
+    feeds = {"x": np.random.default_rng(1).normal(size=case[:2]).astype(np.float32)}
+    _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-4, atol=1e-4)
     assert not bad, bad
 
 
