@@ -22,6 +22,7 @@ from .numerics import input_specs, output_specs
 from .pass_base import PassContext
 from .pass_spec import build_passes
 from .relax_int8 import integer_convolutions
+from .relax_resize import separable_resizes
 from .shapes import format_shape
 from .targets import Target
 
@@ -115,6 +116,7 @@ class Frontend:
     records: list[PassRecord]
     mod: Any                    # Relax IRModule, integer convolutions rewritten
     integer_convolutions: int
+    separable_resizes: int
 
 
 def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = "", seed: int = 0,
@@ -124,7 +126,8 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     optimized, records = PassManager(build_passes(spec) if spec else [], instruments).run(load_model(model_path), ctx)
     mod = to_relax(optimized, f"{model_path} (after passes)")
     mod, integer_convs = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
-    return Frontend(spec, optimized, records, mod, integer_convs)
+    mod, resizes = separable_resizes(mod)           # bilinear resize in two passes with index tables
+    return Frontend(spec, optimized, records, mod, integer_convs, resizes)
 
 
 def lower(mod, target: Target):
@@ -224,6 +227,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "tuning": tuning,
             "schedules": {"mode": schedules, "functions": schedule_counts},
             "integer_convolutions": front.integer_convolutions,
+            "separable_resizes": front.separable_resizes,
         }
         write_manifest(tmp, manifest)
     return CompileResult(Path(out_dir), manifest, records)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .relax_resize import COLS_BLOCK, ROWS_BLOCK
+
 SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
 CONV_BLOCK_PREFIXES = ("conv2d", "group_conv2d", "depthwise_conv2d")
 MATMUL_BLOCK_PREFIXES = ("matmul", "NT_matmul", "T_matmul", "dense")
@@ -38,6 +40,7 @@ PARALLEL_MIN_WORK = 1_500_000
 class ScheduleStats:
     conv: list[str] = field(default_factory=list)
     matmul: list[str] = field(default_factory=list)
+    resize: list[str] = field(default_factory=list)
     generic: list[str] = field(default_factory=list)
     unscheduled: list[str] = field(default_factory=list)
     from_database: list[str] = field(default_factory=list)
@@ -47,7 +50,7 @@ class ScheduleStats:
 
     def scheduled(self) -> int:
         """Functions one of optkit's rules took."""
-        return len(self.conv) + len(self.matmul) + len(self.generic)
+        return len(self.conv) + len(self.matmul) + len(self.resize) + len(self.generic)
 
 
 def vector_lanes(target) -> int:
@@ -110,17 +113,21 @@ def _work(sch) -> int:
     return total
 
 
+def _vector_row(sch, loop, lanes: int) -> None:
+    """Vectorize a row loop: whole when short, else in row tiles."""
+    extent = _extent(sch, loop)
+    if extent > 4 * lanes:
+        _, loop = sch.split(loop, [None, _row_tile(extent, lanes)])
+    sch.vectorize(loop)
+
+
 def _parallel_vector(sch, block, lanes: int, parallel: bool = True) -> None:
     """A spatial stage: all loops but the innermost fused (and parallel), the innermost vectorized."""
     loops = sch.get_loops(block)
     outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
     if parallel:
         sch.parallel(outer)
-    inner = loops[-1]
-    extent = _extent(sch, inner)
-    if extent > 4 * lanes:
-        _, inner = sch.split(inner, [None, _row_tile(extent, lanes)])
-    sch.vectorize(inner)
+    _vector_row(sch, loops[-1], lanes)
 
 
 def _epilogue_into_tile(sch, epilogue: list[str], tile_loop) -> None:
@@ -169,6 +176,21 @@ def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
         sch.parallel(tasks)
     init = sch.decompose_reduction(matmul, k)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def schedule_resize(sch, rows, lanes: int, parallel: bool = True) -> None:
+    """The two-pass bilinear resize (relax_resize.py): one channel plane per task, its horizontal pass
+    computed there (in cache), both passes vectorized along the row."""
+    cols = sch.get_consumers(rows)
+    if len(cols) != 1 or sch.get(cols[0]).name_hint != COLS_BLOCK:
+        raise ValueError("not a separable resize")
+    n, c, y, x = sch.get_loops(cols[0])
+    plane = sch.fuse(n, c)
+    sch.compute_at(rows, plane)
+    for block in (rows, cols[0]):
+        _vector_row(sch, sch.get_loops(block)[-1], lanes)
+    if parallel:
+        sch.parallel(plane)
 
 
 def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
@@ -249,7 +271,8 @@ def schedule_function(func, lanes: int):
     sch = Schedule(func)
     parallel = _work(sch) >= PARALLEL_MIN_WORK
     for rule, prefixes, schedule in (("conv", CONV_BLOCK_PREFIXES, schedule_conv),
-                                     ("matmul", MATMUL_BLOCK_PREFIXES, schedule_matmul)):
+                                     ("matmul", MATMUL_BLOCK_PREFIXES, schedule_matmul),
+                                     ("resize", (ROWS_BLOCK, COLS_BLOCK), schedule_resize)):
         block = _block_named(sch, prefixes)
         if block is None:
             continue

@@ -1,0 +1,58 @@
+"""The separable bilinear resize (optkit/relax_resize.py): numerics against onnxruntime for every
+coordinate mode it takes, upscaling, odd ratios and downscaling, threaded and on one thread; the rewrite
+and the schedule rule must both have taken the function."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from optkit.compiler import compile_model
+from optkit.numerics import compare, run_ort
+from optkit.runner import run_artifact
+from optkit.targets import get_target
+
+# (channels, in h, in w, out h, out w, coordinate mode)
+CASES = [
+    (16, 15, 20, 30, 40, "half_pixel"),          # parsing's decoder: x2
+    (3, 7, 9, 16, 23, "half_pixel"),             # odd ratio
+    (4, 8, 8, 15, 17, "align_corners"),
+    (5, 12, 10, 6, 5, "asymmetric"),             # downscale
+    (2, 5, 6, 1, 12, "pytorch_half_pixel"),      # a one-row output
+]
+
+
+def resize_graph(c, h, w, out_h, out_w, mode):
+    sizes = numpy_helper.from_array(np.array([1, c, out_h, out_w], np.int64), "sizes")
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["r"], mode="linear",
+                            coordinate_transformation_mode=mode)
+    relu = helper.make_node("Relu", ["r"], ["y"])      # something after it, as in a decoder
+    graph = helper.make_graph([node, relu], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, out_h, out_w])], [sizes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[1]}x{c[2]}-{c[3]}x{c[4]}-{c[5]}" for c in CASES])
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "one-thread"])
+def test_separable_resize_matches_onnxruntime(case, parallel, save, tmp_path, monkeypatch):
+    from optkit import cpu_schedules
+
+    monkeypatch.setattr(cpu_schedules, "PARALLEL_MIN_WORK", 0 if parallel else 10**15)
+    model = resize_graph(*case)
+    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
+    assert result.manifest["separable_resizes"] == 1
+    assert result.manifest["schedules"]["functions"]["resize"] == 1, result.manifest["schedules"]
+    feeds = {"x": np.random.default_rng(0).normal(size=(1, *case[:3])).astype(np.float32)}
+    _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-5, atol=1e-5)
+    assert not bad, bad
+
+
+def test_nearest_resize_is_left_to_tvm(save, tmp_path):
+    model = resize_graph(4, 6, 6, 12, 12, "asymmetric")
+    next(a for a in model.graph.node[0].attribute if a.name == "mode").s = b"nearest"
+    onnx.checker.check_model(model)
+    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
+    assert result.manifest["separable_resizes"] == 0
+    feeds = {"x": np.random.default_rng(0).normal(size=(1, 4, 6, 6)).astype(np.float32)}
+    _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-5, atol=1e-5)
+    assert not bad, bad
