@@ -3,7 +3,8 @@
     python bench/compiled_speed.py [--models parsing,face] [--threads 2] [--repeat 20] [--tuning-db DIR]
                                    [--json docs/speed.json] [--png docs/speed.png] [--skip-untuned]
 
-For each graph, in one interleaved run with the same inputs and threads (neither engine spin-waits):
+For each graph, in one interleaved run with the same inputs and threads (both engines' workers spin within a
+run and sleep after it):
   untuned  - TVM with no schedules (plain legalized loops: what TVM 0.27 gives by itself)
   default  - optkit's default CPU schedules (optkit/cpu_schedules.py)
   tuned    - with a MetaSchedule database from `optkit tune` (when --tuning-db holds records for it)

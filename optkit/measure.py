@@ -58,7 +58,8 @@ def vm_runner(library: str | Path, inputs: list[np.ndarray]) -> Callable[[], obj
 def measure_host(artifact: str | Path, feeds: dict[str, np.ndarray], threads: int, warmup: int = 5,
                  repeat: int = 30) -> dict[str, Latency]:
     """Time the TVM artifact and onnxruntime (all graph optimizations on) on the artifact's optimized ONNX,
-    alternating calls; both engines get `threads` threads and neither spin-waits between calls."""
+    alternating calls; both engines get `threads` threads whose workers spin within a run and sleep
+    after it (numerics.ort_session, vm_runner.configure_threads), so neither steals the other's cores."""
     from .vm_runner import configure_threads
 
     artifact = Path(artifact)
