@@ -205,7 +205,8 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
     n, f, y, x, rc, ry, rx = loops
     depthwise = _extent(sch, rc) == 1
     padding = [p for p in sch.get_producers(conv) if sch.get(p).name_hint.startswith("pad")]
-    f_tile = 1 if depthwise else _divisor(_extent(sch, f), (8, 4, 2))
+    channels = _extent(sch, f)
+    f_tile = 1 if depthwise else channels if channels <= 8 else _divisor(channels, (8, 4, 2))
     x_tile = _row_tile(_extent(sch, x), lanes)
     f_o, f_i = sch.split(f, [None, f_tile])
     x_o, x_i = sch.split(x, [None, x_tile])
@@ -233,6 +234,28 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
         sch.vectorize(init_loops[-1])
 
 
+def _vector_reduction(sch, block, spatial: int, lanes: int, parallel: bool) -> None:
+    """A reduction over trailing axes (per-channel mean and variance of InstanceNorm, global pooling):
+    the reduced axes fused and split by rfactor into vector-wide partial sums (contiguous vector loads),
+    then those summed; channels in parallel. Measured on style's InstanceNorm: 13-15x faster than one
+    scalar accumulator per channel."""
+    loops = sch.get_loops(block)
+    reduced = sch.fuse(*loops[spatial:]) if len(loops) - spatial > 1 else loops[spatial]
+    width = 2 * lanes
+    if _extent(sch, reduced) % width == 0 and _extent(sch, reduced) >= 4 * width:
+        _, lanes_loop = sch.split(reduced, [None, width])
+        partial = sch.rfactor(lanes_loop, spatial)        # partial sums stored lanes-innermost
+        partial_loops = sch.get_loops(partial)
+        sch.vectorize(partial_loops[-1])
+        if parallel:
+            sch.parallel(sch.fuse(*partial_loops[:spatial]) if spatial > 1 else partial_loops[0])
+        init = sch.decompose_reduction(partial, partial_loops[-2])
+        sch.vectorize(sch.get_loops(init)[-1])
+    if parallel:
+        outer = sch.get_loops(block)[:spatial]
+        sch.parallel(sch.fuse(*outer) if spatial > 1 else outer[0])
+
+
 def schedule_generic(sch, lanes: int, parallel: bool = True) -> None:
     """Injective stages inlined into their consumers; then parallel outer spatial loops and a vector
     innermost loop for every stage left."""
@@ -253,8 +276,8 @@ def schedule_generic(sch, lanes: int, parallel: bool = True) -> None:
             spatial += 1
         if spatial == len(types) and len(loops) > 1:
             _parallel_vector(sch, block, lanes, parallel)
-        elif spatial and parallel:
-            sch.parallel(sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0])
+        elif spatial:
+            _vector_reduction(sch, block, spatial, lanes, parallel)
 
 
 def _block_named(sch, prefixes: tuple[str, ...]):

@@ -134,3 +134,36 @@ def test_default_schedules_build_for_arm_targets(tmp_path, save):
     for target in ("rk3399", "ios-arm64"):
         result = compile_model(path, get_target(target), tmp_path / target, passes="simplify")
         assert result.manifest["schedules"]["functions"]["conv"] >= 1
+
+
+# (op, channels, h, w): reductions over trailing axes; 16x16 takes the vector-partial-sum path, 15x15 not
+REDUCTION_CASES = [("InstanceNormalization", 8, 16, 16), ("InstanceNormalization", 5, 15, 15),
+                   ("GlobalAveragePool", 12, 16, 20), ("ReduceMean", 6, 9, 64)]
+
+
+def reduction_graph(op, c, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    inits, inputs = [], ["x"]
+    kwargs = {}
+    if op == "InstanceNormalization":
+        inits = [numpy_helper.from_array(rng.normal(size=c).astype(np.float32), "scale"),
+                 numpy_helper.from_array(rng.normal(size=c).astype(np.float32), "bias")]
+        inputs += ["scale", "bias"]
+    elif op == "ReduceMean":
+        kwargs = {"axes": [-1], "keepdims": 1}
+    out = {"InstanceNormalization": [1, c, h, w], "GlobalAveragePool": [1, c, 1, 1], "ReduceMean": [1, c, h, 1]}[op]
+    graph = helper.make_graph([helper.make_node(op, inputs, ["y"], **kwargs)], "reduce",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("case", REDUCTION_CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}x{c[3]}" for c in REDUCTION_CASES])
+def test_reductions_match_onnxruntime(case, save, tmp_path, threading_rule):
+    model = reduction_graph(*case)
+    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
+    counts = result.manifest["schedules"]["functions"]
+    assert counts["generic"] >= 1 and counts["unscheduled"] == 0, counts
+    feeds = {"x": np.random.default_rng(1).normal(size=(1, *case[1:])).astype(np.float32) * 3 + 1}
+    _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-4, atol=1e-4)
+    assert not bad, bad
