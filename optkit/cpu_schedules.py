@@ -287,8 +287,9 @@ def _block_named(sch, prefixes: tuple[str, ...]):
     return None
 
 
-def schedule_function(func, lanes: int):
-    """(scheduled PrimFunc, rule name), or (None, "") when no rule applies."""
+def default_schedule(func, lanes: int):
+    """(Schedule holding the rule's trace, rule name), or (None, "") when no rule applies. The trace lets
+    `optkit tune` record the default as one more measured candidate."""
     from tvm.s_tir import Schedule
 
     sch = Schedule(func)
@@ -302,14 +303,20 @@ def schedule_function(func, lanes: int):
         try:
             schedule(sch, block, lanes, parallel)
             schedule_generic_rest(sch, lanes, parallel, skip=prefixes)
-            return sch.mod["main"], rule
+            return sch, rule
         except Exception:  # fall back to the generic rule on a fresh schedule
             sch = Schedule(func)
     try:
         schedule_generic(sch, lanes, parallel)
-        return sch.mod["main"], "generic"
+        return sch, "generic"
     except Exception:  # ScheduleError or a rule's own refusal: keep TVM's loops
         return None, ""
+
+
+def schedule_function(func, lanes: int):
+    """(scheduled PrimFunc, rule name), or (None, "") when no rule applies."""
+    sch, rule = default_schedule(func, lanes)
+    return (sch.mod["main"] if sch is not None else None), rule
 
 
 def schedule_generic_rest(sch, lanes: int, parallel: bool = True, skip: tuple[str, ...] = ()) -> None:

@@ -55,20 +55,19 @@ def interpolation_table(out_size: int, in_size: int, mode: str):
 
 
 def separable_bilinear(data, x0, x1, ax, bx, y0, y1, ay, by):
-    n, c, h, _ = data.shape
+    n, c, h, w = data.shape
     out_h, out_w = y0.shape[0], x0.shape[0]
-    rows = te.compute((n, c, h, out_w),
-                      lambda b, ch, i, j: data[b, ch, i, x0[j]] * ax[j] + data[b, ch, i, x1[j]] * bx[j],
-                      name=ROWS_BLOCK)
 
-    def row(table, i):
-        # The tables are already in range; the clamp tells TVM's bound analysis so, which lets a schedule
-        # compute the first pass per channel plane (compute_at needs a bounded read region).
-        return te.max(te.min(table[i], h - 1), 0)
+    def index(table, i, size):
+        # The tables are already in range; the clamp makes that visible to TVM's bound analysis (a schedule
+        # can then compute the first pass per channel plane) and keeps the function memory-safe when it is
+        # run on arbitrary tables (MetaSchedule's runner feeds random arguments).
+        return te.max(te.min(table[i], size - 1), 0)
 
-    return te.compute((n, c, out_h, out_w),
-                      lambda b, ch, i, j: rows[b, ch, row(y0, i), j] * ay[i] + rows[b, ch, row(y1, i), j] * by[i],
-                      name=COLS_BLOCK)
+    rows = te.compute((n, c, h, out_w), lambda b, ch, i, j: data[b, ch, i, index(x0, j, w)] * ax[j]
+                      + data[b, ch, i, index(x1, j, w)] * bx[j], name=ROWS_BLOCK)
+    return te.compute((n, c, out_h, out_w), lambda b, ch, i, j: rows[b, ch, index(y0, i, h), j] * ay[i]
+                      + rows[b, ch, index(y1, i, h), j] * by[i], name=COLS_BLOCK)
 
 
 def _static_shape(expr) -> list[int] | None:

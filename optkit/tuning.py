@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import OptionError
 from .targets import Target
-from .vm_runner import allow_every_core
+from .vm_runner import SHORT_SPIN, allow_every_core
 
 WORKLOADS, RECORDS, TARGET = "database_workload.json", "database_tuning_record.json", "optkit-target.json"
 
@@ -134,19 +134,63 @@ def _builder(target: Target):
         rt_mod.export_library(path, fcompile=cc.cross_compiler(target.cross_compiler))
         return path
 
+    def build_candidate(mod, tvm_target):
+        # local_builder.default_build without its `import tvm.s_tir.tensor_intrin` (28 s here, registering
+        # CUDA/ROCm intrinsics); the search imports that itself when it needs it.
+        from tvm.driver import build as tvm_build
+        from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+        return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=tvm_target)
+
     @derived_object
     class InProcessBuilder(ms.builder.PyBuilder):
         def build(self, build_inputs):
             results = []
             for item in build_inputs:
                 try:
-                    built = local_builder.default_build(item.mod, item.target, None)
+                    built = build_candidate(item.mod, item.target)
                     results.append(ms.builder.BuilderResult(export(built), None))
                 except Exception as exc:  # a candidate that does not build is a failed trial, not a failed run
                     results.append(ms.builder.BuilderResult(None, f"{type(exc).__name__}: {exc}"))
             return results
 
     return InProcessBuilder()
+
+
+def seed_with_defaults(tasks: list[TuneTask], tvm_target, database, builder, runner) -> int:
+    """Measure optkit's default schedule of every task the database holds nothing for, and record it as a
+    tuning record (its trace replays the rule). The search then starts from it, and the database's best
+    for a function is never slower than what an untuned build gets. Returns the records added."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from .cpu_schedules import default_schedule, vector_lanes
+
+    lanes = vector_lanes(tvm_target)
+    seeds = []
+    for task in tasks:
+        if task.existing:
+            continue
+        sch, _ = default_schedule(task.mod["main"], lanes)
+        if sch is not None:
+            seeds.append((task, sch))
+    if not seeds:
+        return 0
+    built = builder.build([ms.builder.BuilderInput(sch.mod, tvm_target) for _, sch in seeds])
+    measured = []
+    for (task, sch), result in zip(seeds, built):
+        if result.error_msg is None:
+            args = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
+            measured.append((task, sch, args, ms.runner.RunnerInput(result.artifact_path, "cpu", args)))
+    added = 0
+    for (task, sch, args, _), future in zip(measured, runner.run([m[3] for m in measured])):
+        outcome = future.result()
+        if outcome.error_msg is None:
+            workload = database.commit_workload(task.mod)
+            database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, outcome.run_secs,
+                                                                   tvm_target, args))
+            task.existing += 1
+            added += 1
+    return added
 
 
 def _require_search_packages() -> None:
@@ -177,6 +221,10 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
     for task in tasks:
         workload = database.commit_workload(task.mod) if database.has_workload(task.mod) else None
         task.existing = len(database.get_top_k(workload, trials)) if workload is not None else 0
+    os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", str(SHORT_SPIN))
+    allow_every_core()          # the runner's worker processes measure with every core, as builds will run
+    builder, runner = _builder(target), _runner(target, rpc, key)
+    seed_with_defaults(tasks, tvm_target, database, builder, runner)
     todo = [t for t in tasks if t.existing < trials]
     if not todo:
         return tasks
@@ -196,11 +244,9 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
             progress(todo[task_id].name, done["trials"], total)
 
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"), Progress()]
-    os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
-    allow_every_core()          # the runner's worker processes measure with every core, as builds will run
     with tempfile.TemporaryDirectory(prefix="optkit-tune-") as work_dir, tvm.transform.PassContext(opt_level=3):
         ms.tune_tasks(tasks=contexts, task_weights=[float(t.weight) for t in todo], work_dir=work_dir,
                       max_trials_global=total, max_trials_per_task=trials, num_trials_per_iter=min(16, trials),
-                      builder=_builder(target), runner=_runner(target, rpc, key), database=database,
+                      builder=builder, runner=runner, database=database,
                       cost_model="xgb", measure_callbacks=callbacks, task_scheduler="gradient")
     return tasks
