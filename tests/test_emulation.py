@@ -1,6 +1,7 @@
 """An AArch64 artifact runs under qemu user-mode emulation and matches onnxruntime."""
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 from conftest import emulation_required
@@ -35,3 +36,16 @@ def test_rk3399_artifact_matches_onnxruntime_under_emulation(small_model, tmp_pa
     np.save(tmp_path / "x.npy", feeds["x"])
     cli = CliRunner().invoke(main, ["run", str(tmp_path / "rk"), "--input", str(tmp_path / "x.npy"), "--emulate"])
     assert cli.exit_code == 0 and "(match)" in cli.output, cli.output
+
+
+def test_reference_model_with_every_rule_matches_under_emulation(tmp_path, sysroot_ready):
+    """face exercises the conv (dense, 1x1, depthwise), matmul and reduction rules on AArch64."""
+    from optkit.reference_models.catalog import get_task
+
+    task = get_task("face")
+    result = compile_model(task.onnx_path, get_target("rk3399"), tmp_path / "rk")
+    rules = result.manifest["schedules"]["functions"]
+    assert rules["conv"] and rules["matmul"] and rules["unscheduled"] == 0, rules
+    feeds = make_inputs(onnx.load(task.onnx_path), seed=3)
+    run = run_artifact(tmp_path / "rk", feeds, emulate=True, compare_reference=True)
+    assert run.how.startswith("emulated") and not run.mismatches
