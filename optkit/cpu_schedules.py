@@ -10,11 +10,13 @@ vision models a sane shape for any LLVM CPU target:
   epilogue computed in the same tile; rows of channel blocks run in parallel;
 - depthwise convolutions: one channel plane per task, its zero padding computed in the same task (in
   cache, no second pass over memory);
-- everything else (padding, resize, concat, pooling, casts): outer loops in parallel, the innermost
-  vectorized when it is short enough to be a vector.
+- dense layers (matmul): the output row in registers, the constant weights streamed row by row;
+- the separable bilinear resize (relax_resize.py): one channel plane per task, both passes vectorized;
+- everything else (padding, concat, pooling, casts): injective stages inlined, outer loops in parallel, the
+  innermost vectorized; reductions over trailing axes (InstanceNorm statistics) as vector partial sums.
 
-Loops run in parallel only when the function has enough work to pay for waking the pool's threads: without
-spin-waiting a parallel region costs ~20 us here, more than a whole 4x4 depthwise layer takes on one core.
+Loops run in parallel only when the function has enough work to pay for waking the pool's threads (~20 us
+a region when they sleep), which is more than a whole 4x4 depthwise layer takes on one core.
 
 Each rule is tried on a copy; a function a rule cannot handle keeps TVM's unscheduled loops (correct,
 slow), and `schedule_module` reports how many functions each rule took.
