@@ -23,6 +23,9 @@ CASES = [
     (16, 32, 8, 40, 3, 1, (0, 1, 1, 0), 1, 1, "relu"),             # asymmetric pads, row multiple of 8
     (24, 24, 19, 19, 3, 2, (1, 1, 1, 1), 1, 24, "relu6"),          # depthwise stride 2, odd
     (8, 8, 5, 37, 3, 1, (1, 1, 1, 1), 1, 1, "relu"),               # prime row: predicated last tile
+    (16, 32, 4, 4, 1, 1, (0, 0, 0, 0), 1, 1, "relu6"),             # 1x1 on a 4x4 map: one flattened row
+    (24, 24, 8, 8, 1, 1, (0, 0, 0, 0), 1, 1, "residual"),          # 1x1 on 8x8: tiles of two whole rows
+    (8, 16, 7, 9, 1, 1, (0, 0, 0, 0), 1, 1, "bias"),               # 1x1, tiles of one 9-wide row
 ]
 
 
