@@ -132,11 +132,16 @@ def _parallel_vector(sch, block, lanes: int, parallel: bool = True) -> None:
     _vector_row(sch, loops[-1], lanes)
 
 
-def _epilogue_into_tile(sch, epilogue: list[str], tile_loop) -> None:
+def _epilogue_into_tile(sch, epilogue: list[str], tile_loop, inside: set[str]) -> None:
     """The epilogue (bias, activation, residual add, requantize) runs in the tile: a stage that is the only
     reader of its single producer is inlined into it; any other stage (HardSwish reads the biased value
-    twice) is computed at the tile. reverse_compute_inline is only tried in the first case: TVM 0.27
-    accepts it with other readers left and then fails at build time."""
+    twice) is computed at the tile, but only when it reads something computed there and everything it
+    reads is (`inside` holds the tile's blocks). Once one stage stays at the root, every later one does
+    too. TVM 0.27 refuses neither case and builds wrong code: a stage reading only a function input (the
+    quantize of an int8 residual) computed at the tile covered part of its tensor, and the residual add
+    read the rest from the previous run (gesture int8: outputs changed between runs, AP 1.0 vs 0.92). reverse_compute_inline is only tried in the
+    first case: TVM 0.27 accepts it with other readers left and then fails at build time."""
+    inside = set(inside)
     for name in epilogue:
         block = sch.get_sblock(name)
         producers = sch.get_producers(block)
@@ -146,8 +151,11 @@ def _epilogue_into_tile(sch, epilogue: list[str], tile_loop) -> None:
                 continue
             except Exception:  # ScheduleError: not elementwise on its producer
                 pass
+        if not producers or any(sch.get(p).name_hint not in inside for p in producers):
+            return                                   # this stage and the rest stay at the root
         sch.reverse_compute_at(block, tile_loop, preserve_unit_loops=True)
         sch.vectorize(sch.get_loops(block)[-1])
+        inside.add(name)
 
 
 def _stages_after(sch, block) -> list[str]:
@@ -170,7 +178,7 @@ def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
     sch.reorder(*outer, j_o, k, j_i)
     acc = sch.cache_write(matmul, 0, "local")
     sch.reverse_compute_at(acc, j_o, preserve_unit_loops=True)
-    _epilogue_into_tile(sch, epilogue, j_o)
+    _epilogue_into_tile(sch, epilogue, j_o, {sch.get(matmul).name_hint, sch.get(acc).name_hint})
     sch.vectorize(sch.get_loops(acc)[-1])
     sch.vectorize(j_i)
     tasks = sch.fuse(*outer, j_o) if outer else j_o
@@ -238,7 +246,7 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
     sch.reorder(n, f_o, *rows, x_o, rc, ry, rx, f_i, x_i)
     acc = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
-    _epilogue_into_tile(sch, epilogue, x_o)
+    _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
     sch.vectorize(sch.get_loops(acc)[-1])
     if f_tile > 1:
         sch.unroll(f_i)
