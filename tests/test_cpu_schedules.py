@@ -126,11 +126,11 @@ def test_int8_residual_epilogue_is_repeatable(tmp_path):
     conv tile, that stage covered part of its tensor and the add read the previous run's values: outputs
     changed from run to run (AP 1.0 vs 0.92 in the gate). Every run must give the same bytes."""
     import onnx
+    from optkit.reference_models.catalog import get_task
 
     from optkit.calibration import from_reference_model
     from optkit.measure import vm_runner
     from optkit.numerics import make_inputs
-    from optkit.reference_models.catalog import get_task
     from optkit.vm_runner import flatten
 
     task = get_task("gesture")
