@@ -139,8 +139,9 @@ def _epilogue_into_tile(sch, epilogue: list[str], tile_loop, inside: set[str]) -
     reads is (`inside` holds the tile's blocks). Once one stage stays at the root, every later one does
     too. TVM 0.27 refuses neither case and builds wrong code: a stage reading only a function input (the
     quantize of an int8 residual) computed at the tile covered part of its tensor, and the residual add
-    read the rest from the previous run (gesture int8: outputs changed between runs, AP 1.0 vs 0.92). reverse_compute_inline is only tried in the
-    first case: TVM 0.27 accepts it with other readers left and then fails at build time."""
+    read the rest from the previous run (gesture int8: outputs changed between runs, AP 1.0 vs 0.92).
+    reverse_compute_inline is only tried in the first case: TVM 0.27 accepts it with other readers left and
+    then fails at build time."""
     inside = set(inside)
     for name in epilogue:
         block = sch.get_sblock(name)
