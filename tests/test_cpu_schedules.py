@@ -63,17 +63,41 @@ def threading_rule(request, monkeypatch):
     return request.param
 
 
+def built_rules_matching_onnxruntime(model, feeds, save, tmp_path) -> dict[str, int]:
+    """Build `model` for the host with the default schedules, assert its outputs match onnxruntime's, and
+    return how many functions each rule took (callers assert their rule took one)."""
+    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
+    _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-4, atol=1e-4)
+    assert not bad, bad
+    return result.manifest["schedules"]["functions"]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}x{c[2]}x{c[3]}-k{c[4]}s{c[5]}d{c[7]}g{c[8]}-{c[9]}" for c in CASES])
 def test_default_schedule_matches_onnxruntime(case, save, tmp_path, threading_rule):
-    model = conv_graph(*case)
-    path = save(model)
-    result = compile_model(path, get_target("host"), tmp_path / "a", passes="simplify")
-    counts = result.manifest["schedules"]["functions"]
-    assert counts["conv"] >= 1 and counts["unscheduled"] == 0, counts
     feeds = {"x": np.random.default_rng(1).normal(size=(1, case[0], case[2], case[3])).astype(np.float32)}
-    got = run_artifact(tmp_path / "a", feeds).outputs
-    _, bad = compare(run_ort(model, feeds), got, rtol=1e-4, atol=1e-4)
-    assert not bad, bad
+    counts = built_rules_matching_onnxruntime(conv_graph(*case), feeds, save, tmp_path)
+    assert counts["conv"] >= 1 and counts["unscheduled"] == 0, counts
+
+
+def test_short_row_1x1_convs_run_as_one_pixel_row(tmp_path):
+    """The rule that flattens small 1x1 maps must take the 4x4, 8x8 and 7x9 cases above (the numerics test
+    alone would pass if it never did) and leave the 9x7 map, whose tiles would end inside a row."""
+    from tvm.s_tir import Schedule
+
+    from optkit import cpu_schedules
+    from optkit.compiler import frontend, lower
+
+    host = get_target("host")
+    taken = {}
+    for cin, cout, h, w in [(16, 32, 4, 4), (24, 24, 8, 8), (8, 16, 7, 9), (8, 24, 9, 7)]:
+        path = tmp_path / f"{h}x{w}.onnx"
+        onnx.save(conv_graph(cin, cout, h, w, 1, 1, (0, 0, 0, 0), 1, 1, "bias"), path)
+        mod, tvm_target = lower(frontend(path, host, "simplify").mod, host)
+        func = next(f for gv, f in mod.functions.items() if gv.name_hint.startswith("fused_conv2d"))
+        sch = Schedule(func)
+        conv = cpu_schedules._block_named(sch, cpu_schedules.CONV_BLOCK_PREFIXES)
+        taken[(h, w)] = cpu_schedules._pointwise_on_short_rows(sch, conv, cpu_schedules.vector_lanes(tvm_target))
+    assert taken == {(4, 4): True, (8, 8): True, (7, 9): True, (9, 7): False}
 
 
 # (rows, inputs, outputs, transB, epilogue)
@@ -92,13 +116,9 @@ def gemm_graph(m, k, n, trans_b, epilogue, seed=0):
 
 @pytest.mark.parametrize("case", GEMM_CASES, ids=[f"{c[0]}x{c[1]}x{c[2]}-t{c[3]}-{c[4]}" for c in GEMM_CASES])
 def test_matmul_rule_matches_onnxruntime(case, save, tmp_path, threading_rule):
-    model = gemm_graph(*case)
-    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
-    counts = result.manifest["schedules"]["functions"]
-    assert counts["matmul"] == 1 and counts["unscheduled"] == 0, counts
     feeds = {"x": np.random.default_rng(1).normal(size=case[:2]).astype(np.float32)}
-    _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-4, atol=1e-4)
-    assert not bad, bad
+    counts = built_rules_matching_onnxruntime(gemm_graph(*case), feeds, save, tmp_path)
+    assert counts["matmul"] == 1 and counts["unscheduled"] == 0, counts
 
 
 def test_int8_convolutions_are_scheduled_and_exact(tmp_path, save):
@@ -187,10 +207,6 @@ def reduction_graph(op, c, h, w, seed=0):
 
 @pytest.mark.parametrize("case", REDUCTION_CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}x{c[3]}" for c in REDUCTION_CASES])
 def test_reductions_match_onnxruntime(case, save, tmp_path, threading_rule):
-    model = reduction_graph(*case)
-    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
-    counts = result.manifest["schedules"]["functions"]
-    assert counts["generic"] >= 1 and counts["unscheduled"] == 0, counts
     feeds = {"x": np.random.default_rng(1).normal(size=(1, *case[1:])).astype(np.float32) * 3 + 1}
-    _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-4, atol=1e-4)
-    assert not bad, bad
+    counts = built_rules_matching_onnxruntime(reduction_graph(*case), feeds, save, tmp_path)
+    assert counts["generic"] >= 1 and counts["unscheduled"] == 0, counts
