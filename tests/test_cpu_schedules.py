@@ -26,6 +26,8 @@ CASES = [
     (16, 32, 4, 4, 1, 1, (0, 0, 0, 0), 1, 1, "relu6"),             # 1x1 on a 4x4 map: one flattened row
     (24, 24, 8, 8, 1, 1, (0, 0, 0, 0), 1, 1, "residual"),          # 1x1 on 8x8: tiles of two whole rows
     (8, 16, 7, 9, 1, 1, (0, 0, 0, 0), 1, 1, "bias"),               # 1x1, tiles of one 9-wide row
+    (6, 8, 14, 17, 3, 3, (1, 2, 1, 0), 1, 1, "relu"),              # stride 3: three column phases
+    (8, 8, 11, 12, 3, 2, (0, 0, 0, 0), 1, 1, "relu"),              # stride 2 without padding
 ]
 
 
@@ -79,25 +81,46 @@ def test_default_schedule_matches_onnxruntime(case, save, tmp_path, threading_ru
     assert counts["conv"] >= 1 and counts["unscheduled"] == 0, counts
 
 
+def conv_function(case, tmp_path):
+    """The unscheduled TIR function of a one-conv graph, and the host's TVM target."""
+    from optkit.compiler import frontend, lower
+
+    host = get_target("host")
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_graph(*case), path)
+    mod, tvm_target = lower(frontend(path, host, "simplify").mod, host)
+    return next(f for gv, f in mod.functions.items() if gv.name_hint.startswith("fused_conv2d")), tvm_target
+
+
 def test_short_row_1x1_convs_run_as_one_pixel_row(tmp_path):
     """The rule that flattens small 1x1 maps must take the 4x4, 8x8 and 7x9 cases above (the numerics test
     alone would pass if it never did) and leave the 9x7 map, whose tiles would end inside a row."""
     from tvm.s_tir import Schedule
 
     from optkit import cpu_schedules
-    from optkit.compiler import frontend, lower
 
-    host = get_target("host")
     taken = {}
     for cin, cout, h, w in [(16, 32, 4, 4), (24, 24, 8, 8), (8, 16, 7, 9), (8, 24, 9, 7)]:
-        path = tmp_path / f"{h}x{w}.onnx"
-        onnx.save(conv_graph(cin, cout, h, w, 1, 1, (0, 0, 0, 0), 1, 1, "bias"), path)
-        mod, tvm_target = lower(frontend(path, host, "simplify").mod, host)
-        func = next(f for gv, f in mod.functions.items() if gv.name_hint.startswith("fused_conv2d"))
+        func, tvm_target = conv_function((cin, cout, h, w, 1, 1, (0, 0, 0, 0), 1, 1, "bias"), tmp_path)
         sch = Schedule(func)
         conv = cpu_schedules._block_named(sch, cpu_schedules.CONV_BLOCK_PREFIXES)
         taken[(h, w)] = cpu_schedules._pointwise_on_short_rows(sch, conv, cpu_schedules.vector_lanes(tvm_target))
     assert taken == {(4, 4): True, (8, 8): True, (7, 9): True, (9, 7): False}
+
+
+def test_strided_convs_read_their_padding_in_column_phases(tmp_path):
+    """The padding of a strided conv is laid out as [.., row, phase, column / stride] (even and odd padded
+    widths, dense and grouped, stride 3); stride-1 and depthwise convs keep their 4-d padding."""
+    from optkit import cpu_schedules
+
+    layouts = {}
+    for case in [CASES[0], CASES[4], CASES[7], CASES[12], CASES[3]]:
+        func, tvm_target = conv_function(case, tmp_path)
+        sch, rule = cpu_schedules.default_schedule(func, cpu_schedules.vector_lanes(tvm_target))
+        pad = next(b for b in cpu_schedules._blocks(sch) if sch.get(b).name_hint.startswith("pad"))
+        layouts[case[5]] = layouts.get(case[5], []) + [[int(d) for d in sch.get(pad).writes[0].source.shape]]
+    assert layouts == {2: [[1, 3, 19, 2, 13], [1, 8, 12, 2, 6], [1, 24, 21, 21]], 3: [[1, 6, 16, 3, 7]],
+                       1: [[1, 12, 17, 15]]}, layouts
 
 
 # (rows, inputs, outputs, transB, epilogue)
