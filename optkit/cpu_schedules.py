@@ -236,6 +236,11 @@ def _column_stride(sch, conv, buffer) -> int:
     return 1
 
 
+def _column_phases(stride: int):
+    """Index map: column w of a row to [w % stride, w // stride]."""
+    return lambda n, c, h, w: (n, c, h, w % stride, w // stride)
+
+
 def _split_column_phases(sch, conv) -> None:
     """A strided convolution reads every s-th column of its padded input, and a vector of such columns is
     loaded one lane at a time. The padding stage writes its rows as s contiguous phases instead
@@ -252,7 +257,7 @@ def _split_column_phases(sch, conv) -> None:
         stride = _column_stride(sch, conv, buffer)
         if stride <= 1:
             continue
-        phases = lambda n, c, h, w, s=stride: (n, c, h, w % s, w // s)  # noqa: E731
+        phases = _column_phases(stride)
         zero = 0.0 if "float" in str(buffer.dtype) else 0
         sch.transform_layout(pad, ("write", 0), phases, pad_value=zero)
         if len(sch.get(pad).iter_vars) == 4:     # an odd width: transform_layout has already padded the loops
