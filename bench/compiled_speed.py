@@ -8,9 +8,13 @@ run and sleep after it):
   untuned  - TVM with no schedules (plain legalized loops: what TVM 0.27 gives by itself)
   default  - optkit's default CPU schedules (optkit/cpu_schedules.py)
   tuned    - with a MetaSchedule database from `optkit tune` (when --tuning-db holds records for it)
-  onnxruntime - the ORIGINAL graph, all graph optimizations on.
-Ratios are TVM time / onnxruntime time (below 1 = optkit faster). "roofline" is the graph's FLOPs per second
-as a fraction of this host's measured peak (onnxruntime's sgemm on 1024x1024 at the same threads).
+  int8     - the model's shipped pipeline from reference_models/budgets.toml where it quantizes (parsing,
+             gesture, pose): what `optkit check` builds; its accuracy cost is in the check report
+  onnxruntime - the ORIGINAL graph, all graph optimizations on; for int8 rows onnxruntime also runs the same
+             QDQ graph (onnxruntime_int8, its own integer kernels).
+Ratios are TVM time / onnxruntime time on the original graph (below 1 = optkit faster). "roofline" is the
+graph's fp32 FLOPs per second as a fraction of this host's measured fp32 peak (onnxruntime's sgemm on
+1024x1024 at the same threads); int8 builds can exceed 100 %.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from converter_graphs import CONVERTER_GRAPHS  # noqa: E402
 from optkit.reference_models.catalog import TASKS, get_task  # noqa: E402
 
+from optkit.budgets import load_budgets  # noqa: E402
+from optkit.calibration import from_reference_model  # noqa: E402
 from optkit.compiler import compile_model  # noqa: E402
 from optkit.measure import interleaved, vm_runner  # noqa: E402
 from optkit.model_io import load_model  # noqa: E402
@@ -65,6 +71,12 @@ def graphs(names: list[str], tmp: Path) -> list[tuple[str, Path, str]]:
     return out
 
 
+def int8_pipeline(name: str) -> str | None:
+    """The shipped pipeline of a reference model whose budget quantizes it (reference_models/budgets.toml)."""
+    budget = load_budgets()[0].get(name)
+    return budget.pipeline if budget is not None and "quantize-int8" in budget.pipeline else None
+
+
 def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, tuning_db: Path | None,
                 tmp: Path, peak: float, untuned: bool = True) -> dict:
     host = get_target("host")
@@ -72,10 +84,14 @@ def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, t
     variants["default"] = {"schedules": "default"}
     if tuning_db is not None:
         variants["tuned"] = {"schedules": "default", "tuning_db": tuning_db}
+    if int8_pipeline(name):
+        variants["int8"] = {"schedules": "default", "passes": int8_pipeline(name),
+                            "calibration": from_reference_model(name)}
     runners, manifests = {}, {}
     feeds = None
     for variant, kwargs in variants.items():
-        result = compile_model(path, host, tmp / name / variant, passes="mobile", input_shapes=shapes, **kwargs)
+        kwargs = {"passes": "mobile", **kwargs}
+        result = compile_model(path, host, tmp / name / variant, input_shapes=shapes, **kwargs)
         manifests[variant] = result.manifest
         optimized = load_model(tmp / name / variant / "model.opt.onnx", check=False)
         feeds = feeds or make_inputs(optimized, seed=0)
@@ -86,12 +102,15 @@ def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, t
     original = load_model(path)
     sess = ort_session(original, threads, optimize=True)
     runners["onnxruntime"] = lambda: sess.run(None, feeds)
+    if "int8" in variants:                         # onnxruntime on the same QDQ graph (its own int8 kernels)
+        qdq = ort_session(load_model(tmp / name / "int8" / "model.opt.onnx", check=False), threads, optimize=True)
+        runners["onnxruntime_int8"] = lambda: qdq.run(None, feeds)
     lat = interleaved(runners, warmup=2, repeat=repeat)
     flops = model_stats(optimized).flops
     ort = lat["onnxruntime"]
     row = {"graph": name, "mflops": round(flops / 1e6, 1), "onnxruntime": ort.as_dict(), "variants": {}}
     for variant in runners:
-        if variant == "onnxruntime":
+        if variant.startswith("onnxruntime"):
             continue
         x = lat[variant]
         row["variants"][variant] = {**x.as_dict(), "ratio_median": round(x.median_ms / ort.median_ms, 3),
@@ -99,6 +118,12 @@ def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, t
                                     "roofline": round(flops / (x.median_ms * 1e-3) / 1e9 / peak, 4),
                                     "tuning": manifests[variant]["tuning"]}
     row["onnxruntime"]["roofline"] = round(flops / (ort.median_ms * 1e-3) / 1e9 / peak, 4)
+    if "onnxruntime_int8" in lat:
+        row["onnxruntime_int8"] = lat["onnxruntime_int8"].as_dict()
+        row["variants"]["int8"].update(pipeline=int8_pipeline(name),
+                                       dot_product_convolutions=manifests["int8"]["dot_product_convolutions"],
+                                       ratio_to_onnxruntime_int8=round(lat["int8"].median_ms
+                                                                       / lat["onnxruntime_int8"].median_ms, 3))
     return row
 
 

@@ -3,6 +3,7 @@
 the schedule rule that took it. Used to choose what to schedule next; not a gate.
 
     python bench/function_profile.py reference_models/parsing/parsing.onnx --threads 2 --top 15
+    python bench/function_profile.py reference_models/pose/pose.onnx --passes mobile,quantize-int8 --calibration pose
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from optkit.calibration import from_reference_model  # noqa: E402
 from optkit.compiler import DEFAULT_PIPELINE, frontend, lower  # noqa: E402
 from optkit.cpu_schedules import schedule_function, vector_lanes  # noqa: E402
 from optkit.targets import get_target  # noqa: E402
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--target", default="host")
     parser.add_argument("--passes", default=DEFAULT_PIPELINE)
     parser.add_argument("--input-shapes", default="")
+    parser.add_argument("--calibration", default="", help="reference model whose calibration set quantize-int8 uses")
     parser.add_argument("--schedules", default="default", choices=("default", "none"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=10)
@@ -91,7 +94,8 @@ def main() -> None:
 
     configure_threads(args.threads)
     target = get_target(args.target)
-    front = frontend(Path(args.model), target, args.passes, args.input_shapes)
+    calibration = from_reference_model(args.calibration) if args.calibration else None
+    front = frontend(Path(args.model), target, args.passes, args.input_shapes, calibration=calibration)
     mod, tvm_target = lower(front.mod, target)
     counts = call_counts(mod)
     lanes = vector_lanes(tvm_target)

@@ -16,6 +16,7 @@ from .artifact import OPTIMIZED_ONNX, deterministic_tar, sha256_file, write_mani
 from .atomic import atomic_directory
 from .errors import CompileError
 from .instruments import Instrument, PassRecord
+from .int8_dot import has_dot_product
 from .manager import PassManager
 from .model_io import load_model
 from .numerics import input_specs, output_specs
@@ -116,6 +117,7 @@ class Frontend:
     records: list[PassRecord]
     mod: Any                    # Relax IRModule, integer convolutions rewritten
     integer_convolutions: int
+    dot_product_convolutions: int     # of those, on the CPU's int8 dot-product instruction (int8_dot.py)
     separable_resizes: int
 
 
@@ -125,9 +127,12 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     ctx = PassContext(target=target, seed=seed, calibration=calibration)
     optimized, records = PassManager(build_passes(spec) if spec else [], instruments).run(load_model(model_path), ctx)
     mod = to_relax(optimized, f"{model_path} (after passes)")
-    mod, integer_convs = integer_convolutions(mod)  # QDQ models: int8 x int8 -> int32 convolutions
+    import tvm
+
+    dot = has_dot_product(tvm.target.Target(target.tvm_target_dict()))
+    mod, integer_convs, dot_convs = integer_convolutions(mod, dot)  # QDQ models: int8 x int8 -> int32 convs
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes with index tables
-    return Frontend(spec, optimized, records, mod, integer_convs, resizes)
+    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes)
 
 
 def lower(mod, target: Target):
@@ -227,6 +232,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "tuning": tuning,
             "schedules": {"mode": schedules, "functions": schedule_counts},
             "integer_convolutions": front.integer_convolutions,
+            "dot_product_convolutions": front.dot_product_convolutions,
             "separable_resizes": front.separable_resizes,
         }
         write_manifest(tmp, manifest)

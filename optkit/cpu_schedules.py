@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .int8_dot import DOT_BLOCK, DOT_INTRIN, PACK_BLOCK, PIXELS
 from .relax_resize import COLS_BLOCK, ROWS_BLOCK
 
 SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
@@ -40,6 +41,7 @@ PARALLEL_MIN_WORK = 1_500_000
 
 @dataclass
 class ScheduleStats:
+    dot: list[str] = field(default_factory=list)
     conv: list[str] = field(default_factory=list)
     matmul: list[str] = field(default_factory=list)
     resize: list[str] = field(default_factory=list)
@@ -52,7 +54,7 @@ class ScheduleStats:
 
     def scheduled(self) -> int:
         """Functions one of optkit's rules took."""
-        return len(self.conv) + len(self.matmul) + len(self.resize) + len(self.generic)
+        return len(self.dot) + len(self.conv) + len(self.matmul) + len(self.resize) + len(self.generic)
 
 
 def vector_lanes(target) -> int:
@@ -312,6 +314,37 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
         sch.vectorize(init_loops[-1])
 
 
+def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
+    """The packed integer convolution of int8_dot.py: a register tile of 8 output channels x 16 (or 8)
+    pixels, its innermost 8 pixels x 4 input channels one `vpdpbusd` (tensorize), the epilogue (zero-point
+    correction, rescale, bias, activation, requantize) in the tile; the input packed at the root."""
+    n, f, y, x, rc, ry, rx, rk = sch.get_loops(conv)
+    epilogue = _stages_after(sch, conv)
+    x_tile = 2 * PIXELS if _extent(sch, x) % (2 * PIXELS) == 0 else PIXELS
+    f_o, f_i = sch.split(f, [None, PIXELS])
+    x_o, x_i = sch.split(x, [None, x_tile])
+    x_v, x_l = sch.split(x_i, [None, PIXELS])
+    sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
+    acc = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
+    _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
+    sch.vectorize(sch.get_loops(acc)[-1])
+    tasks = sch.fuse(n, f_o, y)
+    if parallel:
+        sch.parallel(tasks)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(f_i)
+    sch.unroll(x_v)
+    sch.tensorize(x_l, DOT_INTRIN)
+    pack = sch.get_sblock(PACK_BLOCK)
+    loops = sch.get_loops(pack)
+    rows = sch.fuse(*loops[:3])
+    if parallel:
+        sch.parallel(rows)
+    sch.vectorize(sch.fuse(*loops[-2:]))
+
+
 def _vector_reduction(sch, block, spatial: int, lanes: int, parallel: bool) -> None:
     """A reduction over trailing axes (per-channel mean and variance of InstanceNorm, global pooling):
     the reduced axes fused and split by rfactor into vector-wide partial sums (contiguous vector loads),
@@ -372,7 +405,8 @@ def default_schedule(func, lanes: int):
 
     sch = Schedule(func)
     parallel = _work(sch) >= PARALLEL_MIN_WORK
-    for rule, prefixes, schedule in (("conv", CONV_BLOCK_PREFIXES, schedule_conv),
+    for rule, prefixes, schedule in (("dot", (DOT_BLOCK,), schedule_dot_conv),
+                                     ("conv", CONV_BLOCK_PREFIXES, schedule_conv),
                                      ("matmul", MATMUL_BLOCK_PREFIXES, schedule_matmul),
                                      ("resize", (ROWS_BLOCK, COLS_BLOCK), schedule_resize)):
         block = _block_named(sch, prefixes)
@@ -380,7 +414,7 @@ def default_schedule(func, lanes: int):
             continue
         try:
             schedule(sch, block, lanes, parallel)
-            schedule_generic_rest(sch, lanes, parallel, skip=prefixes)
+            schedule_generic_rest(sch, lanes, parallel, skip=prefixes + (PACK_BLOCK,))
             return sch, rule
         except Exception:  # fall back to the generic rule on a fresh schedule
             sch = Schedule(func)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import relax
+from tvm import relax, te, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .int8_dot import dot_product_conv, pack_weights
 
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
 _DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
@@ -31,11 +33,19 @@ def _const(expr) -> np.ndarray | None:
     return expr.value.numpy() if isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy") else None
 
 
+def _exact_in_float32(w_q: np.ndarray) -> bool:
+    """Whether float32 sums of (x - z) * w over one output's window are exact: every partial sum is an
+    integer below 2^24 (|x - z| <= 255). True for depthwise 3x3 / 5x5 windows, not for wide dense ones."""
+    return 255 * int(np.abs(w_q.astype(np.int64)).sum(axis=(1, 2, 3)).max()) < 2**24
+
+
 @mutator
 class _IntegerConv(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule):
+    def __init__(self, mod: tvm.IRModule, dot_product: bool):
         super().__init__(mod)
         self.mod_ = mod
+        self.dot_product = dot_product
+        self.on_dot_product = 0
         self.rewritten = 0
         self.skipped: list[str] = []
 
@@ -51,6 +61,32 @@ class _IntegerConv(PyExprMutator):
             if isinstance(bound, tvm.ir.Call) and bound.op == _DEQUANTIZE:
                 return bound
         return None
+
+    def _float_accumulated_conv(self, x_q, w_q: np.ndarray, zero_point: int, attrs):
+        """conv2d(x_q - zero_point, w_q) with float32 arithmetic on integer values: exact (see
+        _exact_in_float32), and it runs on the float depthwise rule, which beat int16 x int8 products.
+        The cast is part of the same TE function, so the input stays 1 byte in memory (as separate ops,
+        TVM fused the cast into the producing layer, which then wrote float32)."""
+
+        def conv(x, w):
+            shifted = te.compute(x.shape, lambda *i: x(*i).astype("float32") - float(zero_point), name="dequantize")
+            return topi.nn.group_conv2d_nchw(shifted, w, [int(v) for v in attrs.strides],
+                                             [int(v) for v in attrs.padding], [int(v) for v in attrs.dilation],
+                                             int(attrs.groups), out_dtype="float32")
+
+        return self.builder_.emit(self.builder_.call_te(conv, x_q, relax.const(w_q.astype(np.float32)),
+                                                        primfunc_name_hint="group_conv2d_int8"))
+
+    def _dot_product_conv(self, x_q, w_q: np.ndarray, zero_point: int, attrs):
+        """int32 conv2d(x_q - zero_point, w_q) as int8_dot.py's packed u8 x s8 convolution."""
+        shift = 128 if str(x_q.ty.dtype) == "int8" else 0
+        weights, correction = pack_weights(w_q, zero_point + shift)
+        self.on_dot_product += 1
+        return self.builder_.emit(self.builder_.call_te(
+            dot_product_conv, x_q, relax.const(weights), relax.const(correction), zero_point=zero_point + shift,
+            shift=shift, strides=[int(v) for v in attrs.strides], padding=[int(v) for v in attrs.padding],
+            dilation=[int(v) for v in attrs.dilation], out_channels=int(w_q.shape[0]),
+            primfunc_name_hint="conv2d_dot_u8s8"))
 
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
@@ -76,22 +112,30 @@ class _IntegerConv(PyExprMutator):
         s_w = np.broadcast_to(s_w.astype(np.float64), (cout,)) if s_w.size in (1, cout) else None
         if s_w is None or (s_w.size == cout and s_w.ndim == 1 and int(dq_w.attrs.axis) not in (0, -4) and cout > 1):
             return call
-        x_int = self.builder_.emit(relax.op.astype(x_q, "int16"))
-        if int(z_x.reshape(-1)[0]) != 0:
-            x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(np.int16(z_x.reshape(-1)[0]))))
-        acc = self.builder_.emit(relax.op.nn.conv2d(
-            x_int, relax.const(w_q), strides=attrs.strides, padding=attrs.padding, dilation=attrs.dilation,
-            groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW", out_dtype="int32"))
+        zero_point = int(z_x.reshape(-1)[0])
+        if self.dot_product and int(attrs.groups) == 1:
+            acc = self._dot_product_conv(x_q, w_q, zero_point, attrs)
+        elif int(attrs.groups) > 1 and _exact_in_float32(w_q):
+            acc = self._float_accumulated_conv(x_q, w_q, zero_point, attrs)
+        else:
+            x_int = self.builder_.emit(relax.op.astype(x_q, "int16"))
+            if zero_point != 0:
+                x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(np.int16(zero_point))))
+            acc = self.builder_.emit(relax.op.nn.conv2d(
+                x_int, relax.const(w_q), strides=attrs.strides, padding=attrs.padding, dilation=attrs.dilation,
+                groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW", out_dtype="int32"))
         scale = (float(s_x.reshape(-1)[0]) * s_w).astype(np.float32).reshape(1, cout, 1, 1)
         self.rewritten += 1
         return relax.op.multiply(self.builder_.emit(relax.op.astype(acc, "float32")), relax.const(scale))
 
 
-def integer_convolutions(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
-    """Rewrite dequantize→conv2d into integer conv2d + rescale; returns the module and the count."""
-    rewriter = _IntegerConv(mod)
+def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[tvm.IRModule, int, int]:
+    """Rewrite dequantize→conv2d into integer conv2d + rescale. With `dot_product` (the target has VNNI)
+    dense convolutions use the packed form of int8_dot.py. Returns (module, convolutions rewritten, of
+    which on the dot-product instruction)."""
+    rewriter = _IntegerConv(mod, dot_product)
     out = rewriter.transform()
     if rewriter.rewritten:
         out = relax.transform.DeadCodeElimination()(out)
-    return out, rewriter.rewritten
+    return out, rewriter.rewritten, rewriter.on_dot_product
 

@@ -196,3 +196,13 @@ def converter_style_net(seed: int = 0) -> onnx.ModelProto:
              init("w3", rand(rng, 24, 12, 1, 1)), init("b3", rand(rng, 24)),
              init("scales", np.array([1, 1, 2, 2], np.float32)), init("w4", rand(rng, 5, 24, 3, 3)), init("b4", rand(rng, 5))]
     return make(nodes, [fin("x", [1, 32, 32, 3])], [fin("y", [1, 32, 32, 5])], inits)
+
+
+def host_has_vnni() -> bool:
+    """Whether optkit's host builds put int8 convolutions on VNNI (int8_dot.py)."""
+    import tvm
+
+    from optkit.int8_dot import has_dot_product
+    from optkit.targets import get_target
+
+    return has_dot_product(tvm.target.Target(get_target("host").tvm_target_dict()))

@@ -144,20 +144,40 @@ def test_matmul_rule_matches_onnxruntime(case, save, tmp_path, threading_rule):
     assert counts["matmul"] == 1 and counts["unscheduled"] == 0, counts
 
 
-def test_int8_convolutions_are_scheduled_and_exact(tmp_path, save):
-    from optkit.calibration import from_npz
+INT8_CASES = [(16, 32, 15, 20, 3, 1, (1, 1, 1, 1), 1, 1, "relu", "uint8"),
+              CASES[0] + ("uint8",),                     # 3 input channels (padded to 4), stride 2, odd map
+              CASES[3] + ("int8",),                      # dilation 2, residual; symmetric int8 activations
+              CASES[6] + ("uint8",),                     # asymmetric pads
+              CASES[8] + ("int8",),                      # prime row: 37 = 4 vectors of 8 + 5 dropped columns
+              CASES[9] + ("uint8",),                     # 1x1 on 4x4: half a vector
+              CASES[12] + ("uint8",),                    # stride 3
+              CASES[4] + ("uint8",),                     # grouped: float sums of the integers
+              CASES[7] + ("int8",)]                      # depthwise stride 2
 
-    model = conv_graph(16, 32, 15, 20, 3, 1, (1, 1, 1, 1), 1, 1, "relu")
-    path = save(model)
-    rng = np.random.default_rng(2)
-    np.savez(tmp_path / "cal.npz", x=rng.normal(size=(8, 1, 16, 15, 20)).astype(np.float32))
-    result = compile_model(path, get_target("host"), tmp_path / "q", passes="quantize-int8",
-                           calibration=from_npz(tmp_path / "cal.npz"))
-    assert result.manifest["integer_convolutions"] == 1
-    assert result.manifest["schedules"]["functions"]["conv"] >= 1
+
+@pytest.mark.parametrize("case", INT8_CASES, ids=[f"{c[0]}x{c[2]}x{c[3]}-k{c[4]}s{c[5]}d{c[7]}g{c[8]}-{c[10]}"
+                                                  for c in INT8_CASES])
+def test_int8_convolutions_are_scheduled_and_exact(case, tmp_path, save):
+    """Integer convolutions (VNNI dot-product form where the host has it, else int16 x int8; grouped ones as
+    exact float sums) against onnxruntime's QDQ execution: at most one output quantization step."""
+    from graphs import host_has_vnni
+
+    from optkit.calibration import from_npz
     from optkit.model_io import load_model
 
-    feeds = {"x": rng.normal(size=(1, 16, 15, 20)).astype(np.float32)}
+    *conv, activations = case
+    path = save(conv_graph(*conv))
+    rng = np.random.default_rng(2)
+    shape = (1, conv[0], conv[2], conv[3])
+    np.savez(tmp_path / "cal.npz", x=rng.normal(size=(8, *shape)).astype(np.float32))
+    result = compile_model(path, get_target("host"), tmp_path / "q", passes=f"quantize-int8{{activations={activations}}}",
+                           calibration=from_npz(tmp_path / "cal.npz"))
+    dense = conv[8] == 1
+    assert result.manifest["integer_convolutions"] == 1
+    assert result.manifest["dot_product_convolutions"] == int(dense and host_has_vnni())
+    rules = result.manifest["schedules"]["functions"]
+    assert rules["dot" if dense and host_has_vnni() else "conv"] == 1 and rules["unscheduled"] == 0, rules
+    feeds = {"x": rng.normal(size=shape).astype(np.float32)}
     reference = run_ort(load_model(tmp_path / "q" / "model.opt.onnx", check=False), feeds)["y"]
     got = run_artifact(tmp_path / "q", feeds).outputs["y"]
     step = float(np.abs(reference).max()) / 127

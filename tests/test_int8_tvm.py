@@ -3,7 +3,7 @@ quantization step."""
 
 import numpy as np
 import pytest
-from graphs import bn_inits, bn_node, fin, init, make, rand
+from graphs import bn_inits, bn_node, fin, host_has_vnni, init, make, rand
 from onnx import helper, numpy_helper
 
 from optkit.calibration import from_npz
@@ -45,18 +45,34 @@ def test_every_conv_becomes_an_integer_conv(quantized):
     from optkit.relax_int8 import integer_convolutions
 
     q, _ = quantized
-    mod, count = integer_convolutions(to_relax(q, "q.onnx"))
-    assert count == 4
+    mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"))
+    assert (count, on_dot) == (4, 0)
     text = mod.script()
-    assert text.count("R.nn.conv2d(") == 4
-    assert text.count('out_dtype="int32"') == 4
+    assert text.count("R.nn.conv2d(") == 3             # the dense ones: int16 x int8 -> int32
+    assert text.count('out_dtype="int32"') == 3
     assert 'dtype="int16") = R.astype' in text       # activations enter as integers, zero point removed
+    assert text.count("cls.group_conv2d_int8") == 1    # depthwise: exact float sums of the integers
+
+
+def test_dense_convs_go_to_the_dot_product_form_when_the_cpu_has_it(quantized):
+    """With VNNI the three dense convs become packed u8 x s8 convolutions; the depthwise one keeps its float
+    form (it has no channel reduction to put in the instruction's groups of four)."""
+    from optkit.relax_int8 import integer_convolutions
+
+    q, _ = quantized
+    mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), dot_product=True)
+    assert (count, on_dot) == (4, 3)
+    text = mod.script()
+    assert text.count("R.nn.conv2d(") == 0
+    assert text.count("cls.conv2d_dot_u8s8") == 3 and text.count("cls.group_conv2d_int8") == 1
 
 
 def test_integer_build_matches_onnxruntime_qdq_within_one_step(quantized, tmp_path):
     q, path = quantized
     result = compile_model(path, get_target("host"), tmp_path / "host", passes="")
     assert result.manifest["integer_convolutions"] == 4
+    assert result.manifest["dot_product_convolutions"] == (3 if host_has_vnni() else 0)
+    assert result.manifest["schedules"]["functions"].get("dot", 0) == result.manifest["dot_product_convolutions"]
     out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     for seed in range(3):
         x = np.random.default_rng(10 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
