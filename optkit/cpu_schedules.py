@@ -337,12 +337,16 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
     sch.unroll(f_i)
     sch.unroll(x_v)
     sch.tensorize(x_l, DOT_INTRIN)
-    pack = sch.get_sblock(PACK_BLOCK)
-    loops = sch.get_loops(pack)
-    rows = sch.fuse(*loops[:3])
+    # The packing interleaves 4 channel rows: written as unrolled scalars, LLVM's SLP vectorizer turns
+    # 8 pixels x 4 channels into loads and shuffles (pose's 24 x 160 x 160 input: 0.25 -> 0.03 ms; a
+    # vectorized fused loop gathered byte by byte).
+    *rows, columns, channels = sch.get_loops(sch.get_sblock(PACK_BLOCK))
+    tasks = sch.fuse(*rows[:3])
     if parallel:
-        sch.parallel(rows)
-    sch.vectorize(sch.fuse(*loops[-2:]))
+        sch.parallel(tasks)
+    _, pixels = sch.split(columns, [None, PIXELS])
+    sch.unroll(pixels)
+    sch.unroll(channels)
 
 
 def _vector_reduction(sch, block, spatial: int, lanes: int, parallel: bool) -> None:
