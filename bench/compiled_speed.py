@@ -43,6 +43,8 @@ from optkit.stats import model_stats  # noqa: E402
 from optkit.targets import get_target  # noqa: E402
 from optkit.vm_runner import configure_threads  # noqa: E402
 
+VARIANTS = ("untuned", "default", "tuned", "int8")
+
 
 def host_peak_gflops(threads: int, n: int = 1024) -> float:
     """Measured fp32 peak stand-in: onnxruntime's MatMul (MLAS sgemm) on n x n x n, best of 20 after 10
@@ -133,7 +135,7 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = [v for v in ("untuned", "default", "tuned") if any(v in r["variants"] for r in rows)]
+    variants = [v for v in VARIANTS if any(v in r["variants"] for r in rows)]
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     width = 0.8 / len(variants)
     xs = np.arange(len(rows))
@@ -142,6 +144,7 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
         bars = ax.bar(xs + i * width - 0.4 + width / 2, ratios, width, label=f"TVM {v}")
         ax.bar_label(bars, labels=[f"{x:.2f}" if np.isfinite(x) else "" for x in ratios], fontsize=7, padding=1)
     ax.axhline(1.0, color="black", lw=1, ls="--", label="onnxruntime (original graph)")
+    ax.axhline(1 / 1.3, color="green", lw=1, ls=":", label="goal: 1.3x faster than onnxruntime")
     ax.set_yscale("log")
     ax.set_xticks(xs, [r["graph"] for r in rows])
     ax.set_ylabel("time / onnxruntime time (log; <1 = faster)")
@@ -152,7 +155,7 @@ def plot(rows: list[dict], path: Path, threads: int) -> None:
 
 
 def markdown(result: dict) -> str:
-    variants = [v for v in ("untuned", "default", "tuned") if any(v in r["variants"] for r in result["rows"])]
+    variants = [v for v in VARIANTS if any(v in r["variants"] for r in result["rows"])]
     head = "| graph | MFLOPs | onnxruntime ms (p95) | " + " | ".join(
         f"TVM {v} ms (p95) | {v} / ORT | {v} roofline" for v in variants) + " |"
     lines = [head, "|" + "---|" * (3 + 3 * len(variants))]
@@ -164,6 +167,16 @@ def markdown(result: dict) -> str:
             cells += ["-", "-", "-"] if x is None else [f"{x['median_ms']:.2f} ({x['p95_ms']:.2f})",
                                                           f"{x['ratio_median']:.2f}x", f"{x['roofline']:.0%}"]
         lines.append("| " + " | ".join(cells) + " |")
+    int8_rows = [r for r in result["rows"] if "onnxruntime_int8" in r]
+    if int8_rows:
+        lines += ["", "int8 rows: the model's shipped pipeline; onnxruntime also ran the same QDQ graph in the same run:", "",
+                  "| graph | pipeline | dot-product convs | TVM int8 ms | onnxruntime fp32 ms | onnxruntime QDQ ms | "
+                  "int8 / ORT fp32 | int8 / ORT QDQ |", "|---|---|---|---|---|---|---|---|"]
+        for r in int8_rows:
+            x = r["variants"]["int8"]
+            lines.append(f"| {r['graph']} | `{x['pipeline']}` | {x['dot_product_convolutions']} | {x['median_ms']:.2f} | "
+                         f"{r['onnxruntime']['median_ms']:.2f} | {r['onnxruntime_int8']['median_ms']:.2f} | "
+                         f"{x['ratio_median']:.2f}x | {x['ratio_to_onnxruntime_int8']:.2f}x |")
     return (f"Measured by `python bench/compiled_speed.py` on this host ({result['host']}, {result['threads']} threads, "
             f"{result['repeat']} interleaved runs each after warm-up; host peak {result['host_peak_gflops']} GFLOP/s "
             f"measured as onnxruntime sgemm). Ratios below 1 mean optkit is faster.\n\n" + "\n".join(lines) + "\n")
@@ -179,7 +192,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--png", type=Path)
     ap.add_argument("--markdown", type=Path)
+    ap.add_argument("--render", type=Path, help="only redraw --png/--markdown from this saved --json result")
     args = ap.parse_args()
+    if args.render:
+        result = json.loads(args.render.read_text())
+        if args.markdown:
+            args.markdown.write_text(markdown(result))
+        if args.png:
+            plot(result["rows"], args.png, result["threads"])
+        return
     configure_threads(args.threads)
     peak = host_peak_gflops(args.threads)
     print(f"host peak (onnxruntime sgemm 1024^3, {args.threads} threads): {peak:.1f} GFLOP/s")

@@ -8,8 +8,12 @@ vision models a sane shape for any LLVM CPU target:
   channels x `w` output columns (w = the target's SIMD width where the row allows), accumulated in a local
   buffer across the reduction loops, vectorized along the row, the fused bias/activation/residual
   epilogue computed in the same tile; rows of channel blocks run in parallel;
+- strided dense and grouped convolutions: the padding stage writes each row as `stride` contiguous column
+  phases, so the tile's vector loads are contiguous;
 - depthwise convolutions: one channel plane per task, its zero padding computed in the same task (in
   cache, no second pass over memory);
+- the packed int8 convolutions of int8_dot.py (CPUs with VNNI): the same register tile, its innermost
+  8 pixels x 4 channels one `vpdpbusd` (tensorize);
 - dense layers (matmul): the output row in registers, the constant weights streamed row by row;
 - the separable bilinear resize (relax_resize.py): one channel plane per task, both passes vectorized;
 - everything else (padding, concat, pooling, casts): injective stages inlined, outer loops in parallel, the

@@ -14,6 +14,14 @@ into an integer convolution followed by a per-channel rescale:
 Zero padding stays exact because the zero point is subtracted before the convolution pads. Bias,
 activations and the following quantize (the requantize step) act on the rescaled result, as before.
 The multiply-accumulate work, which is nearly all of a conv net's work, is done in integers.
+
+The accumulation takes one of three exact forms:
+- dense convolutions on CPUs with a u8 x s8 dot-product instruction (x86 VNNI): int8_dot.py's packed
+  convolution, four input channels per instruction lane;
+- grouped and depthwise convolutions: float32 sums of the integer values (exact while every partial sum
+  stays below 2^24; a 3x3 window is far below), which run on the float depthwise schedule and read the
+  1-byte input;
+- otherwise int16(x_q) - z_x times int8 weights into int32.
 """
 
 from __future__ import annotations
