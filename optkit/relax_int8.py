@@ -134,7 +134,9 @@ class _IntegerConv(PyExprMutator):
                 groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW", out_dtype="int32"))
         scale = (float(s_x.reshape(-1)[0]) * s_w).astype(np.float32).reshape(1, cout, 1, 1)
         self.rewritten += 1
-        return relax.op.multiply(self.builder_.emit(relax.op.astype(acc, "float32")), relax.const(scale))
+        if str(acc.ty.dtype) != "float32":
+            acc = self.builder_.emit(relax.op.astype(acc, "float32"))
+        return relax.op.multiply(acc, relax.const(scale))
 
 
 def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[tvm.IRModule, int, int]:
