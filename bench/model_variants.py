@@ -40,7 +40,7 @@ def run(models: list[str], eval_samples: int, threads: int, repeat: int) -> list
     for name in models:
         task = get_task(name)
         source = load_model(task.onnx_path)
-        ctx = PassContext(calibration=from_reference_model(name, 16))
+        ctx = PassContext(calibration=from_reference_model(name))
         for variant, spec in VARIANTS.items():
             if task.compile_shapes:
                 spec = f"specialize-input{{shape={task.compile_shapes}}},{spec}"

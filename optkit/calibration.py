@@ -4,14 +4,21 @@ for an unknown model, generated inputs (which only make sense for smoke tests, a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import OptionError
-from .pass_base import CalibrationProvider
+
+if TYPE_CHECKING:
+    from .pass_base import CalibrationProvider
+
+# One sample count for every command that quantizes (compile, tune, check, quantize, bench): the int8
+# functions' scale constants come from it, so builds that differ in it share no tuning records.
+CALIBRATION_SAMPLES = 16
 
 
-def from_reference_model(name: str, count: int = 32) -> CalibrationProvider:
+def from_reference_model(name: str, count: int = CALIBRATION_SAMPLES) -> CalibrationProvider:
     from .reference_models.catalog import get_task
 
     task = get_task(name)
@@ -32,7 +39,7 @@ def from_npz(path: str | Path) -> CalibrationProvider:
     return lambda: [{k: v[i] for k, v in arrays.items()} for i in range(n)]
 
 
-def provider(reference: str | None, npz: str | Path | None, count: int = 32) -> CalibrationProvider | None:
+def provider(reference: str | None, npz: str | Path | None, count: int = CALIBRATION_SAMPLES) -> CalibrationProvider | None:
     if reference and npz:
         raise OptionError("give --calibration or --calibration-data, not both")
     if reference:

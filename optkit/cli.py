@@ -66,7 +66,14 @@ def calibration_options(fn):
                       help="Calibration inputs: .npz with one array per input name, samples on axis 0.")(fn)
     fn = click.option("--calibration", "calibration_model",
                       help="Use this reference model's calibration set (see `optkit models list`).")(fn)
-    return click.option("--calibration-samples", default=32, show_default=True)(fn)
+    return calibration_samples_option(fn)
+
+
+def calibration_samples_option(fn):
+    from .calibration import CALIBRATION_SAMPLES
+
+    return click.option("--calibration-samples", default=CALIBRATION_SAMPLES, show_default=True,
+                        help="Calibration samples quantize-int8 uses; tuning records match only builds with the same count.")(fn)
 
 
 def _calibration(calibration_model, calibration_data, samples):
@@ -383,7 +390,7 @@ def quant_report(model, passes, calibrator, top, json_path, calibration_model, c
 @click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied before quantizing.")
 @click.option("--calibrator", default="minmax", show_default=True)
 @click.option("--eval-samples", default=40, show_default=True)
-@click.option("--calibration-samples", default=32, show_default=True)
+@calibration_samples_option
 def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, eval_samples, calibration_samples):
     """Accuracy-aware int8: keep the worst layers in float until the task metric is within budget."""
     from .accuracy_aware import quantize_within_budget
@@ -520,7 +527,8 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
 @click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (applies to every model).")
 @click.option("--rpc", help="HOST:PORT of a TVM RPC tracker: time candidates on the device registered there.")
 @click.option("--key", help="Device key at the tracker (default: the target file's rpc_key).")
-def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key):
+@calibration_samples_option
+def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key, calibration_samples):
     """MetaSchedule-tune MODELS (ONNX files or reference-model names) into a database for compile."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -546,7 +554,7 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key)
             bar.update(job, description=f"tuning {task_name}", completed=done, total=total)
 
         tasks = tune(entries, target, db_dir, trials, passes, rpc, key,
-                     calibration_for=lambda name: from_reference_model(name, 16) if name in TASKS else None,
+                     calibration_for=lambda name: from_reference_model(name, calibration_samples) if name in TASKS else None,
                      progress=report)
     table = Table(title=f"tuning database {db_dir} ({target.name}, {trials} trials per task)", title_justify="left")
     for col in ("task", "weight", "models", "records before"):
@@ -589,7 +597,7 @@ def estimate_cmd(models, targets, budgets):
         if name not in table_budgets:
             raise OptionError(f"--models: no budget for {name} (budgeted: {', '.join(table_budgets)})")
         budget = table_budgets[name]
-        ctx = PassContext(calibration=from_reference_model(name, 16))
+        ctx = PassContext(calibration=from_reference_model(name))
         model, _ = PassManager(build_passes(budget.pipeline)).run(load_model(get_task(name).onnx_path), ctx)
         row = [name, budget.pipeline]
         for t in target_objs:

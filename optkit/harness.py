@@ -266,7 +266,7 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
 
     task = get_task(model)
     cell = Cell(model, target.name, budget.pipeline)
-    calibration = from_reference_model(model, 16)
+    calibration = from_reference_model(model)
     snapshots = Snapshots()
     out_dir = opts.work_dir / model / target.name
     progress(f"{model} on {target.name}: optimizing and compiling")
