@@ -9,7 +9,8 @@ run and sleep after it):
   default  - optkit's default CPU schedules (optkit/cpu_schedules.py)
   tuned    - with a MetaSchedule database from `optkit tune` (when --tuning-db holds records for it)
   int8     - the model's shipped pipeline from reference_models/budgets.toml where it quantizes (parsing,
-             gesture, pose): what `optkit check` builds; its accuracy cost is in the check report
+             gesture, pose, face), with --tuning-db when given: what `optkit check` builds; its accuracy
+             cost is in the check report
   onnxruntime - the ORIGINAL graph, all graph optimizations on; for int8 rows onnxruntime also runs the same
              QDQ graph (onnxruntime_int8, its own integer kernels).
 Ratios are TVM time / onnxruntime time on the original graph (below 1 = optkit faster). "roofline" is the
@@ -87,8 +88,8 @@ def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, t
     if tuning_db is not None:
         variants["tuned"] = {"schedules": "default", "tuning_db": tuning_db}
     if int8_pipeline(name):
-        variants["int8"] = {"schedules": "default", "passes": int8_pipeline(name),
-                            "calibration": from_reference_model(name)}
+        variants["int8"] = {"schedules": "default", "passes": int8_pipeline(name),   # as the gate builds it
+                            "calibration": from_reference_model(name), "tuning_db": tuning_db}
     runners, manifests = {}, {}
     feeds = None
     for variant, kwargs in variants.items():
