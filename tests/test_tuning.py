@@ -106,9 +106,10 @@ def test_gate_uses_the_given_database_else_the_shipped_one(tmp_path):
 def test_the_shipped_database_covers_every_function_of_face(passes, tmp_path):
     """The gate compiles face with reference_models/tuning/host; a lowering change (or a calibration count
     that differs between tune and compile) silently leaves it untuned, so re-tune when this fails."""
+    from optkit.reference_models.catalog import get_task
+
     from optkit.calibration import from_reference_model
     from optkit.harness import CheckOptions, tuning_db_for
-    from optkit.reference_models.catalog import get_task
 
     if "int8" in passes and not graphs.host_has_vnni():
         pytest.skip("the shipped int8 records are for the VNNI form of the convolutions (tuned on a VNNI host)")
