@@ -41,6 +41,7 @@ _SPATIAL, _REDUCE = 0, 2
 # model's layers (2 cores): a 256x8x8 depthwise layer 61 us in parallel vs 14 us on one thread; parallel
 # wins from about 1.5 M (a 48x64x64 stride-2 depthwise layer: 46 vs 70 us).
 PARALLEL_MIN_WORK = 1_500_000
+DEINTERLEAVED_COLUMNS = 16         # columns per unrolled phase copy of a strided depthwise conv's padding
 
 
 @dataclass
@@ -252,9 +253,11 @@ def _split_column_phases(sch, conv) -> None:
     loaded one lane at a time. The padding stage writes its rows as s contiguous phases instead
     (column w at [w % s, w // s]), so the tile's vector loads are contiguous again: a stride-2 3x3 conv of
     style (16 -> 32 channels, 256x256) 1.63 -> 0.92 ms, the strided reads now done once, by the padding.
-    Not for depthwise convs: each input is read only ~(k/s)^2 times, and the phased copy cost more than it
-    saved (pose's 96-channel 160x160 stride-2 layer 0.48 -> 0.66 ms)."""
-    if _extent(sch, sch.get_loops(conv)[4]) == 1:
+    Depthwise convs too when their output rows are DEINTERLEAVED_COLUMNS or longer (their phased copy is
+    written so that LLVM vectorizes it, see _deinterleave_rows); on shorter rows the copy cost more than it
+    saved (24 channels, 19x19 -> 10x10: 6 -> 10 us)."""
+    *_, x, rc, _, _ = sch.get_loops(conv)
+    if _extent(sch, rc) == 1 and _extent(sch, x) < DEINTERLEAVED_COLUMNS:
         return
     for pad in sch.get_producers(conv):
         if not sch.get(pad).name_hint.startswith("pad"):
@@ -268,6 +271,18 @@ def _split_column_phases(sch, conv) -> None:
         sch.transform_layout(pad, ("write", 0), phases, pad_value=zero)
         if len(sch.get(pad).iter_vars) == 4:     # an odd width: transform_layout has already padded the loops
             sch.transform_block_layout(pad, phases)   # loops in the new layout: contiguous writes
+
+
+def _deinterleave_rows(sch, pad) -> None:
+    """The phased padding of one depthwise plane, as unrolled scalar copies of 16 columns x s phases: LLVM's
+    SLP vectorizer turns them into contiguous loads and shuffles, where a vectorized phase row loaded its
+    strided columns one lane at a time. Stride-2 depthwise layers: pose's 96 x 160 x 160 0.51 -> 0.34 ms,
+    gesture's 5x5 72 x 64 x 64 0.19 -> 0.11 ms (fp32); the int8 ones, which also convert bytes here, alike."""
+    *_, phase, column = sch.get_loops(pad)
+    column_o, column_i = sch.split(column, [None, DEINTERLEAVED_COLUMNS])
+    sch.reorder(column_o, phase, column_i)
+    sch.unroll(phase)
+    sch.unroll(column_i)
 
 
 def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
@@ -307,7 +322,10 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
         plane = sch.fuse(n, f_o)
         for pad in padding:
             sch.compute_at(pad, plane)
-            sch.vectorize(sch.get_loops(pad)[-1])
+            if len(sch.get(pad).writes[0].source.shape) == 5:       # split into column phases
+                _deinterleave_rows(sch, pad)
+            else:
+                sch.vectorize(sch.get_loops(pad)[-1])
     else:
         plane = sch.fuse(n, f_o, *rows)
     if parallel:
@@ -447,7 +465,8 @@ def schedule_generic_rest(sch, lanes: int, parallel: bool = True, skip: tuple[st
             continue
         loops = sch.get_loops(block)
         types = _iter_types(sch, block)
-        if len(loops) == len(types) >= 2 and all(t == _SPATIAL for t in types):
+        alone = bool(loops) and len(sch.get_child_blocks(loops[0])) == 1      # not computed inside the nest
+        if alone and len(loops) == len(types) >= 2 and all(t == _SPATIAL for t in types):
             _parallel_vector(sch, block, lanes, parallel)
 
 

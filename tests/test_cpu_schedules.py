@@ -28,6 +28,8 @@ CASES = [
     (8, 16, 7, 9, 1, 1, (0, 0, 0, 0), 1, 1, "bias"),               # 1x1, tiles of one 9-wide row
     (6, 8, 14, 17, 3, 3, (1, 2, 1, 0), 1, 1, "relu"),              # stride 3: three column phases
     (8, 8, 11, 12, 3, 2, (0, 0, 0, 0), 1, 1, "relu"),              # stride 2 without padding
+    (16, 16, 12, 40, 3, 2, (1, 1, 1, 1), 1, 16, "relu6"),          # depthwise stride 2, rows of 20: phased
+    (8, 8, 9, 37, 5, 2, (2, 2, 2, 2), 1, 8, "hardswish"),          # depthwise 5x5 stride 2, odd row: phased
 ]
 
 
@@ -110,16 +112,18 @@ def test_short_row_1x1_convs_run_as_one_pixel_row(tmp_path):
 
 def test_strided_convs_read_their_padding_in_column_phases(tmp_path):
     """The padding of a strided conv is laid out as [.., row, phase, column / stride] (even and odd padded
-    widths, dense and grouped, stride 3); stride-1 and depthwise convs keep their 4-d padding."""
+    widths, dense and grouped, stride 3, depthwise on rows of a vector or more); stride-1 convs and
+    depthwise ones on short rows keep their 4-d padding."""
     from optkit import cpu_schedules
 
     layouts = {}
-    for case in [CASES[0], CASES[4], CASES[7], CASES[12], CASES[3]]:
+    for case in [CASES[0], CASES[4], CASES[7], CASES[14], CASES[15], CASES[12], CASES[3]]:
         func, tvm_target = conv_function(case, tmp_path)
         sch, rule = cpu_schedules.default_schedule(func, cpu_schedules.vector_lanes(tvm_target))
         pad = next(b for b in cpu_schedules._blocks(sch) if sch.get(b).name_hint.startswith("pad"))
         layouts[case[5]] = layouts.get(case[5], []) + [[int(d) for d in sch.get(pad).writes[0].source.shape]]
-    assert layouts == {2: [[1, 3, 19, 2, 13], [1, 8, 12, 2, 6], [1, 24, 21, 21]], 3: [[1, 6, 16, 3, 7]],
+    assert layouts == {2: [[1, 3, 19, 2, 13], [1, 8, 12, 2, 6], [1, 24, 21, 21], [1, 16, 14, 2, 21], [1, 8, 13, 2, 21]],
+                       3: [[1, 6, 16, 3, 7]],
                        1: [[1, 12, 17, 15]]}, layouts
 
 
@@ -152,7 +156,8 @@ INT8_CASES = [(16, 32, 15, 20, 3, 1, (1, 1, 1, 1), 1, 1, "relu", "uint8"),
               CASES[9] + ("uint8",),                     # 1x1 on 4x4: half a vector
               CASES[12] + ("uint8",),                    # stride 3
               CASES[4] + ("uint8",),                     # grouped: float sums of the integers
-              CASES[7] + ("int8",)]                      # depthwise stride 2
+              CASES[7] + ("int8",),                      # depthwise stride 2
+              CASES[15] + ("uint8",)]                    # depthwise 5x5 stride 2 on phased rows
 
 
 @pytest.mark.parametrize("case", INT8_CASES, ids=[f"{c[0]}x{c[2]}x{c[3]}-k{c[4]}s{c[5]}d{c[7]}g{c[8]}-{c[10]}"
