@@ -22,7 +22,7 @@ from .model_io import load_model
 from .numerics import input_specs, output_specs
 from .pass_base import PassContext
 from .pass_spec import build_passes
-from .relax_int8 import integer_convolutions
+from .relax_int8 import integer_convolutions, quantize_by_reciprocal
 from .relax_resize import separable_resizes
 from .shapes import format_shape
 from .targets import Target
@@ -131,6 +131,7 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
 
     dot = has_dot_product(tvm.target.Target(target.tvm_target_dict()))
     mod, integer_convs, dot_convs = integer_convolutions(mod, dot)  # QDQ models: int8 x int8 -> int32 convs
+    mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes with index tables
     return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes)
 
