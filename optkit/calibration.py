@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # One sample count for every command that quantizes (compile, tune, check, quantize, bench): the int8
 # functions' scale constants come from it, so builds that differ in it share no tuning records.
-CALIBRATION_SAMPLES = 16
+CALIBRATION_SAMPLES = 32
 
 
 def from_reference_model(name: str, count: int = CALIBRATION_SAMPLES) -> CalibrationProvider:
