@@ -12,7 +12,7 @@ def test_builtin_budgets_cover_every_reference_model_with_seed_numbers():
     assert set(budgets) == set(TASKS)
     assert budgets["parsing"].latency_ms_max["snapdragon625"] == 40.0
     assert budgets["gesture"].latency_ms_max["ios-arm64"] == 17.0
-    assert budgets["pose"].latency_ms_max == {"snapdragon845": 11.0, "rk3399": 66.0, "host": 275.0}
+    assert budgets["pose"].latency_ms_max == {"snapdragon845": 11.0, "rk3399": 66.0, "host": 55.0}
     assert budgets["parsing"].size_mb_max == 0.5 and budgets["pose"].size_mb_max == 2.5
     assert all("host" in b.latency_ms_max for b in budgets.values())
     assert tolerance.metric > 0 and tolerance.latency > 0
