@@ -274,10 +274,11 @@ def _split_column_phases(sch, conv) -> None:
 
 
 def _deinterleave_rows(sch, pad) -> None:
-    """The phased padding of one depthwise plane, as unrolled scalar copies of 16 columns x s phases: LLVM's
-    SLP vectorizer turns them into contiguous loads and shuffles, where a vectorized phase row loaded its
-    strided columns one lane at a time. Stride-2 depthwise layers: pose's 96 x 160 x 160 0.51 -> 0.34 ms,
-    gesture's 5x5 72 x 64 x 64 0.19 -> 0.11 ms (fp32); the int8 ones, which also convert bytes here, alike."""
+    """The phased padding of one depthwise plane, as unrolled copies of DEINTERLEAVED_COLUMNS columns x s
+    phases: LLVM's SLP vectorizer turns them into contiguous loads and shuffles, where a vectorized phase
+    row loaded its strided columns one lane at a time. Stride-2 depthwise layers: pose's 96 x 160 x 160
+    0.51 -> 0.34 ms, gesture's 5x5 72 x 64 x 64 0.19 -> 0.11 ms (fp32); the int8 ones, which also convert
+    bytes here, alike."""
     *_, phase, column = sch.get_loops(pad)
     column_o, column_i = sch.split(column, [None, DEINTERLEAVED_COLUMNS])
     sch.reorder(column_o, phase, column_i)

@@ -22,6 +22,9 @@ The accumulation takes one of three exact forms:
   stays below 2^24; a 3x3 window is far below), which run on the float depthwise schedule and read the
   1-byte input;
 - otherwise int16(x_q) - z_x times int8 weights into int32.
+
+A second rewrite, quantize_by_reciprocal, turns the division of every per-tensor quantize (each
+requantize step) into a product with the scale's reciprocal.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .int8_dot import dot_product_conv, pack_weights
+from .relax_rewrite import rewrite_functions
 
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
 _DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
@@ -52,17 +56,10 @@ def _exact_in_float32(w_q: np.ndarray) -> bool:
 class _IntegerConv(PyExprMutator):
     def __init__(self, mod: tvm.IRModule, dot_product: bool):
         super().__init__(mod)
-        self.mod_ = mod
         self.dot_product = dot_product
         self.on_dot_product = 0
         self.rewritten = 0
         self.skipped: list[str] = []
-
-    def transform(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
 
     def _dequantize_of(self, expr):
         if isinstance(expr, relax.Var):
@@ -145,11 +142,10 @@ def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[
     dense convolutions use the packed form of int8_dot.py. Returns (module, convolutions rewritten, of
     which on the dot-product instruction)."""
     rewriter = _IntegerConv(mod, dot_product)
-    out = rewriter.transform()
+    out = rewrite_functions(rewriter, mod)
     if rewriter.rewritten:
         out = relax.transform.DeadCodeElimination()(out)
     return out, rewriter.rewritten, rewriter.on_dot_product
-
 
 
 def _quantize_times_inverse(x, *, inverse_scale: float, zero_point: int, out_dtype: str):
@@ -168,14 +164,7 @@ def _quantize_times_inverse(x, *, inverse_scale: float, zero_point: int, out_dty
 class _ReciprocalQuantize(PyExprMutator):
     def __init__(self, mod: tvm.IRModule):
         super().__init__(mod)
-        self.mod_ = mod
         self.rewritten = 0
-
-    def transform(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
 
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
@@ -199,4 +188,4 @@ def quantize_by_reciprocal(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
     division only where x / scale lies within about one float32 ulp of a rounding boundary, by one step.
     Returns (module, quantizes rewritten)."""
     rewriter = _ReciprocalQuantize(mod)
-    return rewriter.transform(), rewriter.rewritten
+    return rewrite_functions(rewriter, mod), rewriter.rewritten

@@ -22,6 +22,8 @@ import tvm
 from tvm import relax, te
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from .relax_rewrite import rewrite_functions
+
 _RESIZE = tvm.ir.Op.get("relax.image.resize2d")
 MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 ROWS_BLOCK = "resize_rows"
@@ -84,14 +86,7 @@ def _static_shape(expr) -> list[int] | None:
 class _SeparableResize(PyExprMutator):
     def __init__(self, mod: tvm.IRModule):
         super().__init__(mod)
-        self.mod_ = mod
         self.rewritten = 0
-
-    def transform(self) -> tvm.IRModule:
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
 
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
@@ -115,5 +110,5 @@ class _SeparableResize(PyExprMutator):
 def separable_resizes(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
     """Rewrite bilinear resize2d calls into the two-pass form; returns the module and the count."""
     rewriter = _SeparableResize(mod)
-    out = rewriter.transform()
+    out = rewrite_functions(rewriter, mod)
     return out, rewriter.rewritten
