@@ -5,7 +5,8 @@ file size and host latency (TVM and onnxruntime side by side, same threads, same
 
 Pipelines: fp32 = mobile; pruned = mobile + prune-channels{flops=0.3} (uniform, least-squares
 reconstruction); int8 = mobile + quantize-int8 (QDQ; TVM runs the convolutions in integers).
-Latencies are measured on this host, untuned TVM; see bench/host_latency.py for the method.
+Latencies are measured on this host: TVM with optkit's default schedules (no tuning database) beside
+onnxruntime; see bench/host_latency.py for the method.
 """
 
 from __future__ import annotations
