@@ -300,7 +300,9 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
     depthwise = _extent(sch, rc) == 1
     padding = [p for p in sch.get_producers(conv) if sch.get(p).name_hint.startswith("pad")]
     channels = _extent(sch, f)
-    f_tile = 1 if depthwise else channels if channels <= 8 else _divisor(channels, (8, 4, 2))
+    # 8 output channels a tile; a count 8 does not divide gets a predicated last tile. (Falling back to a
+    # divisor left 15-, 27- or 53-channel convs one channel a tile: pruned pose 15.8 -> 9.1 ms.)
+    f_tile = 1 if depthwise else min(channels, 8)
     rows = [y]
     if _pointwise_on_short_rows(sch, conv, lanes):
         # A 1x1, stride-1 conv on a small map (face's 4x4 and 8x8): the whole map is one row of pixels.

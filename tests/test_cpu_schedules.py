@@ -30,6 +30,8 @@ CASES = [
     (8, 8, 11, 12, 3, 2, (0, 0, 0, 0), 1, 1, "relu"),              # stride 2 without padding
     (16, 16, 12, 40, 3, 2, (1, 1, 1, 1), 1, 16, "relu6"),          # depthwise stride 2, rows of 20: phased
     (8, 8, 9, 37, 5, 2, (2, 2, 2, 2), 1, 8, "hardswish"),          # depthwise 5x5 stride 2, odd row: phased
+    (6, 13, 9, 11, 3, 1, (1, 1, 1, 1), 1, 1, "relu6"),             # 13 output channels: predicated channel tile
+    (16, 27, 10, 12, 1, 1, (0, 0, 0, 0), 1, 1, "bias"),            # 1x1, 27 channels (a pruned layer's count)
 ]
 
 
