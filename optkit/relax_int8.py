@@ -59,7 +59,6 @@ class _IntegerConv(PyExprMutator):
         self.dot_product = dot_product
         self.on_dot_product = 0
         self.rewritten = 0
-        self.skipped: list[str] = []
 
     def _dequantize_of(self, expr):
         if isinstance(expr, relax.Var):
@@ -105,8 +104,7 @@ class _IntegerConv(PyExprMutator):
         if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
             return call
         x_q, s_x, z_x = dq_x.args
-        w_q, s_w, z_w = (_const(a) if k else a for k, a in enumerate(dq_w.args))
-        w_q = _const(dq_w.args[0])
+        w_q, s_w, z_w = (_const(a) for a in dq_w.args)
         s_x, z_x = _const(s_x), _const(z_x)
         if w_q is None or s_w is None or s_x is None or z_x is None or z_w is None:
             return call

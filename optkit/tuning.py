@@ -232,10 +232,9 @@ def tune(models: list[tuple[str, Path, str]], target: Target, db_dir: Path, tria
     # TVM's generic CPU rules, not the ones it picks for a VNNI target: those try to tensorize int8 blocks
     # with TVM's own VNNI intrinsic, which never matches optkit's packed convolution and printed ~20000
     # "Tensorize failed" warnings in one face tuning run (optkit's default schedule already tensorizes them).
-    def space():
-        return ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm")
-
-    contexts = [ms.TuneContext(mod=t.mod, target=tvm_target, space_generator=space(),
+    contexts = [ms.TuneContext(mod=t.mod, target=tvm_target,
+                               space_generator=ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm",
+                                                                                 mutator_probs="llvm"),
                                search_strategy="evolutionary", task_name=t.name, num_threads="physical",
                                rand_state=seed + i) for i, t in enumerate(todo)]
     done = {"trials": 0}

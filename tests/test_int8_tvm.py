@@ -7,7 +7,7 @@ from graphs import bn_inits, bn_node, fin, host_has_vnni, init, make, rand
 from onnx import helper, numpy_helper
 
 from optkit.calibration import from_npz
-from optkit.compiler import compile_model, to_relax
+from optkit.compiler import compile_model, frontend, to_relax
 from optkit.manager import PassManager
 from optkit.numerics import run_ort
 from optkit.pass_base import PassContext
@@ -96,6 +96,7 @@ def test_quantize_multiplies_by_the_inverse_scale_and_matches_onnxruntime(dtype,
     path = save(model, "qdq.onnx")
     _, rewritten = quantize_by_reciprocal(to_relax(model, "qdq.onnx"))
     assert rewritten == 1
+    assert "R.quantize(" not in frontend(path, get_target("host"), "").mod.script()     # compile applies it
     compile_model(path, get_target("host"), tmp_path / "a", passes="")
     x = (np.random.default_rng(3).standard_normal((4, 8, 33, 35)) * 1.2).astype(np.float32)   # saturates both ends
     got = run_artifact(tmp_path / "a", {"x": x}).outputs["y"]
