@@ -23,21 +23,24 @@ CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMeth
 ACTIVATIONS = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
 
-class _PreprocessAdvice(logging.Filter):
+class _QuantizerNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing" not in record.getMessage()
+        message = record.getMessage()
+        return "pre-processing" not in message and "is out-of-range for weight" not in message
 
 
 @contextlib.contextmanager
-def _without_preprocess_advice():
-    """onnxruntime logs advice to run its pre-processing (shape inference, folding) on every call; the
-    pipelines run simplify and fold-bn first, so the advice is noise in optkit's output."""
-    advice = _PreprocessAdvice()
-    logging.getLogger().addFilter(advice)
+def _without_quantizer_noise():
+    """onnxruntime's quantizer logs, on the root logger, advice to run its pre-processing (shape inference,
+    folding), which the pipelines already do with simplify and fold-bn, and one warning per rank-1 weight
+    (an InstanceNormalization scale: 'Axis 1 is out-of-range'), which it then quantizes per tensor as it
+    should. Neither says anything about the user's model."""
+    noise = _QuantizerNoise()
+    logging.getLogger().addFilter(noise)
     try:
         yield
     finally:
-        logging.getLogger().removeFilter(advice)
+        logging.getLogger().removeFilter(noise)
 
 
 class _Reader(CalibrationDataReader):
@@ -83,7 +86,7 @@ class QuantizeInt8(Pass):
         with tempfile.TemporaryDirectory(prefix="optkit-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
             src.write_bytes(model.SerializeToString())
-            with _without_preprocess_advice():
+            with _without_quantizer_noise():
                 quantize_static(
                     str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=ACTIVATIONS[self.config["activations"]], weight_type=QuantType.QInt8,
