@@ -131,8 +131,8 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
 
     dot = has_dot_product(tvm.target.Target(target.tvm_target_dict()))
     mod, integer_convs, dot_convs = integer_convolutions(mod, dot)  # QDQ models: int8 x int8 -> int32 convs
+    mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
     mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
-    mod, resizes = separable_resizes(mod)           # bilinear resize in two passes with index tables
     return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes)
 
 

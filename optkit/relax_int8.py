@@ -146,16 +146,29 @@ def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[
     return out, rewriter.rewritten, rewriter.on_dot_product
 
 
-def _quantize_times_inverse(x, *, inverse_scale: float, zero_point: int, out_dtype: str):
-    """clip(round(x * inverse_scale) + zero_point) in out_dtype: TVM's quantize, with its division by
-    the scale turned into a product."""
+def quantized_value(value, inverse_scale: float, zero_point: int, out_dtype: str):
+    """clip(round(value * inverse_scale) + zero_point) in out_dtype: TVM's quantize of one float32 value,
+    with its division by the scale turned into a product."""
     info = np.iinfo(out_dtype)
+    value = te.round(value * tirx.const(inverse_scale, "float32")) + tirx.const(zero_point, "float32")
+    return tirx.max(tirx.min(value, float(info.max)), float(info.min)).astype(out_dtype)
 
-    def quantized(*i):
-        value = te.round(x(*i) * tirx.const(inverse_scale, "float32")) + tirx.const(zero_point, "float32")
-        return tirx.max(tirx.min(value, float(info.max)), float(info.min)).astype(out_dtype)
 
-    return te.compute(x.shape, quantized, name="quantized")
+def _quantize_times_inverse(x, *, inverse_scale: float, zero_point: int, out_dtype: str):
+    return te.compute(x.shape, lambda *i: quantized_value(x(*i), inverse_scale, zero_point, out_dtype), name="quantized")
+
+
+def per_tensor_qparams(call) -> tuple[float, int] | None:
+    """(scale, zero point) of a quantize or dequantize call whose scale and zero point are one constant each."""
+    scale, zero_point = _const(call.args[1]), _const(call.args[2])
+    if scale is None or zero_point is None or scale.size != 1 or zero_point.size != 1:
+        return None
+    return float(np.float32(scale.reshape(-1)[0])), int(zero_point.reshape(-1)[0])
+
+
+def reciprocal(scale: float) -> float:
+    """The float32 reciprocal quantize multiplies by."""
+    return float(np.float32(1) / np.float32(scale))
 
 
 @mutator
@@ -168,15 +181,14 @@ class _ReciprocalQuantize(PyExprMutator):
         call = self.visit_expr_post_order(call)
         if call.op != _QUANTIZE or str(call.args[0].ty.dtype) != "float32":
             return call
-        scale, zero_point = _const(call.args[1]), _const(call.args[2])
+        qparams = per_tensor_qparams(call)
         out_dtype = str(call.attrs.out_dtype)
-        if scale is None or zero_point is None or scale.size != 1 or zero_point.size != 1 or out_dtype not in ("int8", "uint8"):
+        if qparams is None or out_dtype not in ("int8", "uint8"):
             return call
         self.rewritten += 1
-        inverse = float(np.float32(1) / np.float32(scale.reshape(-1)[0]))
-        return self.builder_.call_te(_quantize_times_inverse, call.args[0], inverse_scale=inverse,
-                                     zero_point=int(zero_point.reshape(-1)[0]), out_dtype=out_dtype,
-                                     primfunc_name_hint="quantize")
+        scale, zero_point = qparams
+        return self.builder_.call_te(_quantize_times_inverse, call.args[0], inverse_scale=reciprocal(scale),
+                                     zero_point=zero_point, out_dtype=out_dtype, primfunc_name_hint="quantize")
 
 
 def quantize_by_reciprocal(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:

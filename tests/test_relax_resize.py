@@ -56,3 +56,44 @@ def test_nearest_resize_is_left_to_tvm(save, tmp_path):
     feeds = {"x": np.random.default_rng(0).normal(size=(1, 4, 6, 6)).astype(np.float32)}
     _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-5, atol=1e-5)
     assert not bad, bad
+
+
+def qdq_resize_graph(c, h, w, out_h, out_w, mode, dtype):
+    """x -> Q -> DQ -> Resize -> Q -> DQ: a resize between two quantized tensors, as in an int8 decoder."""
+    elem = TensorProto.UINT8 if dtype == "uint8" else TensorProto.INT8
+    zero = 3 if dtype == "uint8" else -2
+    inits = [numpy_helper.from_array(np.array([1, c, out_h, out_w], np.int64), "sizes"),
+             helper.make_tensor("s_in", TensorProto.FLOAT, [], [0.02]), helper.make_tensor("z_in", elem, [], [zero]),
+             helper.make_tensor("s_out", TensorProto.FLOAT, [], [0.017]), helper.make_tensor("z_out", elem, [], [zero])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s_in", "z_in"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s_in", "z_in"], ["xd"]),
+             helper.make_node("Resize", ["xd", "", "", "sizes"], ["r"], mode="linear", coordinate_transformation_mode=mode),
+             helper.make_node("QuantizeLinear", ["r", "s_out", "z_out"], ["rq"]),
+             helper.make_node("DequantizeLinear", ["rq", "s_out", "z_out"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq_resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, out_h, out_w])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+@pytest.mark.parametrize("case", CASES[:3], ids=[f"{c[1]}x{c[2]}-{c[3]}x{c[4]}-{c[5]}" for c in CASES[:3]])
+def test_quantized_resize_reads_and_writes_bytes_and_matches_onnxruntime(case, dtype, save, tmp_path):
+    """The dequantize before and the quantize after a resize are taken into its two passes (1-byte input and
+    output), and the result stays within one quantization step of onnxruntime."""
+    from tvm import relax
+
+    from optkit.compiler import frontend
+
+    model = qdq_resize_graph(*case, dtype)
+    path = save(model)
+    front = frontend(path, get_target("host"), passes="")
+    calls = [b.value for block in front.mod["main"].body.blocks for b in block.bindings
+             if isinstance(b.value, relax.Call) and "separable_resize2d" in str(b.value.args[0])]
+    assert len(calls) == 1
+    assert str(calls[0].args[1][0].ty.dtype) == dtype and str(calls[0].ty.dtype) == dtype
+    compile_model(path, get_target("host"), tmp_path / "a", passes="")
+    feeds = {"x": np.random.default_rng(1).uniform(-2, 2, size=(1, *case[:3])).astype(np.float32)}
+    expected = run_ort(model, feeds)["y"]
+    got = run_artifact(tmp_path / "a", feeds).outputs["y"]
+    steps = np.abs(np.round((got - expected) / np.float32(0.017)))
+    assert steps.max() <= 1 and (steps > 0).mean() < 0.01, (steps.max(), (steps > 0).mean())
