@@ -38,6 +38,8 @@ from .int8_dot import dot_product_conv, pack_weights
 from .relax_rewrite import rewrite_functions
 
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
+_MATMUL = tvm.ir.Op.get("relax.matmul")
+_PERMUTE = tvm.ir.Op.get("relax.permute_dims")
 _DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
 _QUANTIZE = tvm.ir.Op.get("relax.quantize")
 
@@ -93,8 +95,52 @@ class _IntegerConv(PyExprMutator):
             dilation=[int(v) for v in attrs.dilation], out_channels=int(w_q.shape[0]),
             primfunc_name_hint="conv2d_dot_u8s8"))
 
+    def _matmul_weights(self, expr) -> tuple[np.ndarray, np.ndarray] | None:
+        """(W_q [K, N] int8, per-column scale [N]) of a matmul's right operand that is a symmetric int8
+        constant dequantized per output column: dequantize(W [K, N], axis=1), or the transpose of
+        dequantize(W [N, K], axis=0) (an ONNX Gemm with transB)."""
+        transposed = False
+        bound = self.lookup_binding(expr) if isinstance(expr, relax.Var) else None
+        if isinstance(bound, tvm.ir.Call) and bound.op == _PERMUTE and [int(a) for a in bound.attrs.axes] == [1, 0]:
+            expr, transposed = bound.args[0], True
+        dq_w = self._dequantize_of(expr)
+        if dq_w is None:
+            return None
+        w_q, s_w, z_w = (_const(a) for a in dq_w.args)
+        if w_q is None or s_w is None or z_w is None or w_q.dtype != np.int8 or w_q.ndim != 2 or np.any(z_w != 0):
+            return None
+        columns = w_q.shape[0] if transposed else w_q.shape[1]
+        axis = int(dq_w.attrs.axis) % 2
+        if s_w.size not in (1, columns) or (s_w.size > 1 and axis != (0 if transposed else 1)):
+            return None
+        return (w_q.T if transposed else w_q), np.broadcast_to(s_w.reshape(-1).astype(np.float64), (columns,))
+
+    def _integer_matmul(self, call):
+        """x [M, K] @ W [K, N] with x and W dequantized: (int16(x_q) - z_x) @ W_q into int32, then the
+        rescale, exactly as the convolutions (face's 2272 -> 136 head read its weights as 1.2 MB of float32;
+        as int8 they are 0.3 MB)."""
+        dq_x, weights = self._dequantize_of(call.args[0]), self._matmul_weights(call.args[1])
+        if dq_x is None or weights is None:
+            return call
+        x_q, s_x, z_x = dq_x.args
+        s_x, z_x = _const(s_x), _const(z_x)
+        if (s_x is None or z_x is None or s_x.size != 1 or z_x.size != 1 or len(x_q.ty.shape) != 2
+                or str(x_q.ty.dtype) not in ("int8", "uint8")):
+            return call
+        w_q, s_w = weights
+        x_int = self.builder_.emit(relax.op.astype(x_q, "int16"))
+        zero_point = int(z_x.reshape(-1)[0])
+        if zero_point != 0:
+            x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(np.int16(zero_point))))
+        acc = self.builder_.emit(relax.op.matmul(x_int, relax.const(np.ascontiguousarray(w_q)), out_dtype="int32"))
+        scale = (float(s_x.reshape(-1)[0]) * s_w).astype(np.float32).reshape(1, -1)
+        self.rewritten += 1
+        return relax.op.multiply(self.builder_.emit(relax.op.astype(acc, "float32")), relax.const(scale))
+
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
+        if call.op == _MATMUL:
+            return self._integer_matmul(call)
         if call.op != _CONV:
             return call
         dq_x, dq_w = self._dequantize_of(call.args[0]), self._dequantize_of(call.args[1])
@@ -136,9 +182,9 @@ class _IntegerConv(PyExprMutator):
 
 
 def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[tvm.IRModule, int, int]:
-    """Rewrite dequantize→conv2d into integer conv2d + rescale. With `dot_product` (the target has VNNI)
-    dense convolutions use the packed form of int8_dot.py. Returns (module, convolutions rewritten, of
-    which on the dot-product instruction)."""
+    """Rewrite dequantize→conv2d into integer conv2d + rescale, and dequantize→matmul alike. With
+    `dot_product` (the target has VNNI) dense convolutions use the packed form of int8_dot.py. Returns
+    (module, layers rewritten (convolutions and matmuls), convolutions on the dot-product instruction)."""
     rewriter = _IntegerConv(mod, dot_product)
     out = rewrite_functions(rewriter, mod)
     if rewriter.rewritten:

@@ -103,3 +103,33 @@ def test_quantize_multiplies_by_the_inverse_scale_and_matches_onnxruntime(dtype,
     ref = run_ort(model, {"x": x})["y"]
     steps = np.abs(got - ref) / scale
     assert steps.max() <= 1.0 + 1e-3 and np.mean(steps > 0.5) < 1e-4, (steps.max(), np.mean(steps > 0.5))
+
+
+@pytest.mark.parametrize("layer", ["gemm-transB", "matmul"])
+def test_dense_layers_run_on_int8_weights_within_one_step(layer, save, tmp_path):
+    """conv → ReLU → global pool → Gemm (transB, as PyTorch exports Linear) or MatMul: the dense layer reads its
+    weights as int8 and sums in int32, like the convolutions, and stays within a step of onnxruntime."""
+    from optkit.relax_int8 import integer_convolutions
+
+    rng = np.random.default_rng(3)
+    dense = (helper.make_node("Gemm", ["f", "wg", "bg"], ["y"], name="fc", transB=1) if layer == "gemm-transB"
+             else helper.make_node("MatMul", ["f", "wg"], ["y"], name="fc"))
+    weights = rand(rng, 10, 24) if layer == "gemm-transB" else rand(rng, 24, 10)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"), dense]
+    inits = [init("w1", rand(rng, 24, 3, 3, 3)), init("b1", rand(rng, 24)), init("wg", weights)]
+    inits += [init("bg", rand(rng, 10))] if layer == "gemm-transB" else []
+    model = make(nodes, [fin("x", [1, 3, 9, 11])], [fin("y", [1, 10])], inits)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((12, 1, 3, 9, 11)).astype(np.float32))
+    q, _ = PassManager(build_passes("mobile,quantize-int8")).run(model, PassContext(calibration=from_npz(tmp_path / "calib.npz")))
+    mod, count, _ = integer_convolutions(to_relax(q, "q.onnx"))
+    assert count == 2
+    assert "R.matmul(" in mod.script() and mod.script().count('out_dtype="int32"') == 2
+    compile_model(save(q, "q.onnx"), get_target("host"), tmp_path / "host", passes="")
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    for seed in range(3):
+        x = rng.standard_normal((1, 3, 9, 11)).astype(np.float32)
+        steps = np.abs(run_artifact(tmp_path / "host", {"x": x}).outputs["y"] - run_ort(q, {"x": x})["y"]) / float(out_scale)
+        assert steps.max() <= 1.0 + 1e-3, (seed, steps.max())
