@@ -32,6 +32,7 @@ CASES = [
     (8, 8, 9, 37, 5, 2, (2, 2, 2, 2), 1, 8, "hardswish"),          # depthwise 5x5 stride 2, odd row: phased
     (6, 13, 9, 11, 3, 1, (1, 1, 1, 1), 1, 1, "relu6"),             # 13 output channels: predicated channel tile
     (16, 27, 10, 12, 1, 1, (0, 0, 0, 0), 1, 1, "bias"),            # 1x1, 27 channels (a pruned layer's count)
+    (32, 32, 8, 8, 3, 1, (1, 1, 1, 1), 1, 32, "residual"),         # depthwise on an 8x8 map: unrolled padding rows
 ]
 
 
@@ -159,6 +160,7 @@ INT8_CASES = [(16, 32, 15, 20, 3, 1, (1, 1, 1, 1), 1, 1, "relu", "uint8"),
               CASES[12] + ("uint8",),                    # stride 3
               CASES[4] + ("uint8",),                     # grouped: float sums of the integers
               CASES[7] + ("int8",),                      # depthwise stride 2
+              CASES[17] + ("uint8",),                    # depthwise 8x8, its cast done by the padding copy
               CASES[15] + ("uint8",)]                    # depthwise 5x5 stride 2 on phased rows
 
 
