@@ -262,3 +262,23 @@ def test_reductions_match_onnxruntime(case, save, tmp_path, threading_rule):
     feeds = {"x": np.random.default_rng(1).normal(size=(1, *case[1:])).astype(np.float32) * 3 + 1}
     counts = built_rules_matching_onnxruntime(reduction_graph(*case), feeds, save, tmp_path)
     assert counts["generic"] >= 1 and counts["unscheduled"] == 0, counts
+
+
+@pytest.mark.parametrize("shape, axis", [((1, 300, 4), -1), ((1, 6, 5, 7), 1)], ids=["scores-last-axis", "channels"])
+def test_softmax_computes_its_exp_once_and_matches_onnxruntime(shape, axis, save, tmp_path, threading_rule):
+    """The generic rule inlines elementwise stages, but not one that calls exp and has two readers (the sum
+    and the normalization): it stays a stage of its own."""
+    from optkit.compiler import frontend, lower
+    from optkit.cpu_schedules import schedule_function, vector_lanes
+
+    graph = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], "softmax",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": np.random.default_rng(2).normal(size=shape).astype(np.float32) * 3}
+    counts = built_rules_matching_onnxruntime(model, feeds, save, tmp_path)
+    assert counts["generic"] >= 1 and counts["unscheduled"] == 0, counts
+    mod, target = lower(frontend(save(model), get_target("host"), "").mod, get_target("host"))
+    func = next(f for gv, f in mod.functions.items() if "softmax" in gv.name_hint)
+    scheduled, rule = schedule_function(func, vector_lanes(target))
+    assert rule == "generic" and str(scheduled).count("T.exp(") == 1
