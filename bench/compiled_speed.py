@@ -8,8 +8,8 @@ run and sleep after it):
   untuned  - TVM with no schedules (plain legalized loops: what TVM 0.27 gives by itself)
   default  - optkit's default CPU schedules (optkit/cpu_schedules.py)
   tuned    - with a MetaSchedule database from `optkit tune` (when --tuning-db holds records for it)
-  int8     - the model's shipped pipeline from reference_models/budgets.toml where it quantizes (parsing,
-             gesture, pose, face), with --tuning-db when given: what `optkit check` builds; its accuracy
+  int8     - the model's shipped pipeline from reference_models/budgets.toml where it quantizes (every
+             reference model's does), with --tuning-db when given: what `optkit check` builds; its accuracy
              cost is in the check report
   onnxruntime - the ORIGINAL graph, all graph optimizations on; for int8 rows onnxruntime also runs the same
              QDQ graph (onnxruntime_int8, its own integer kernels).
