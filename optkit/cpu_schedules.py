@@ -15,7 +15,8 @@ vision models a sane shape for any LLVM CPU target:
 - the packed int8 convolutions of int8_dot.py (CPUs with VNNI): the same register tile, its innermost
   8 pixels x 4 channels one `vpdpbusd` (tensorize);
 - dense layers (matmul): the output row in registers, the constant weights streamed row by row;
-- the separable bilinear resize (relax_resize.py): one channel plane per task, both passes vectorized;
+- the separable bilinear resize (relax_resize.py): one channel plane per task, its passes vectorized (the
+  horizontal pass of an integer upscale by LLVM, from phases unrolled here);
 - everything else (padding, concat, pooling, casts): injective stages inlined, outer loops in parallel, the
   innermost vectorized; reductions over trailing axes (InstanceNorm statistics) as vector partial sums.
 
@@ -32,12 +33,13 @@ import re
 from dataclasses import dataclass, field
 
 from .int8_dot import DOT_BLOCK, DOT_INTRIN, PACK_BLOCK, PIXELS
-from .relax_resize import COLS_BLOCK, ROWS_BLOCK
+from .relax_resize import COLS_BLOCK, PHASES_ATTR, ROWS_BLOCK
 
 SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
 CONV_BLOCK_PREFIXES = ("conv2d", "group_conv2d", "depthwise_conv2d")
 MATMUL_BLOCK_PREFIXES = ("matmul", "NT_matmul", "T_matmul", "dense")
 _SPATIAL, _REDUCE = 0, 2
+MAX_UNROLLED_ROW = 256       # a resize's edge-padded row is unrolled up to this width (longer: a plain loop)
 # Work (multiply-adds + 4 x elements moved) below which a function runs on one thread. Measured on the face
 # model's layers (2 cores): a 256x8x8 depthwise layer 61 us in parallel vs 14 us on one thread; parallel
 # wins from about 1.5 M (a 48x64x64 stride-2 depthwise layer: 46 vs 70 us).
@@ -225,15 +227,29 @@ def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
 
 def schedule_resize(sch, rows, lanes: int, parallel: bool = True) -> None:
     """The two-pass bilinear resize (relax_resize.py): one channel plane per task, its horizontal pass
-    computed there (in cache), both passes vectorized along the row."""
+    computed there (in cache), the vertical pass vectorized along the row. The horizontal pass of an integer
+    upscale is unrolled over its phases, each edge-padded input row computed just before (unrolled, so its
+    clamps fold away): LLVM turns the loop into contiguous loads and interleaving shuffles. Otherwise it is
+    vectorized along the row (gathers through the index tables)."""
     cols = sch.get_consumers(rows)
     if len(cols) != 1 or sch.get(cols[0]).name_hint != COLS_BLOCK:
         raise ValueError("not a separable resize")
     n, c, y, x = sch.get_loops(cols[0])
     plane = sch.fuse(n, c)
     sch.compute_at(rows, plane)
-    for block in (rows, cols[0]):
-        _vector_row(sch, sch.get_loops(block)[-1], lanes)
+    _vector_row(sch, sch.get_loops(cols[0])[-1], lanes)
+    factor = sch.get(rows).annotations.get(PHASES_ATTR)
+    if factor is None:
+        _vector_row(sch, sch.get_loops(rows)[-1], lanes)
+    else:
+        row, column = sch.get_loops(rows)[-2:]
+        padded = sch.get_producers(rows)[0]
+        sch.compute_at(padded, row)
+        padded_column = sch.get_loops(padded)[-1]
+        if _extent(sch, padded_column) <= MAX_UNROLLED_ROW:
+            sch.unroll(padded_column)
+        _, phase = sch.split(column, [None, int(factor)])
+        sch.unroll(phase)
     if parallel:
         sch.parallel(plane)
 

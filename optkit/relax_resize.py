@@ -11,6 +11,13 @@ interpolation is separable, so this rewrite computes it in two passes with compi
 The tables hold exactly what TVM's own nest computes per element (same float32 coordinate formula, same
 clamping, weights `1 - frac` and `frac`) and the products are summed in the same order, so the result is
 the same arithmetic; the second pass reads whole rows (contiguous vectors) instead of gathering.
+
+Every decoder upscale is an integer factor (x2 in parsing), and there the column tables repeat: output
+column 2k + p reads source columns k + offset(p), weighted alike for every k. The first pass then needs no
+tables: it reads each row, copied with its edge columns repeated, at fixed offsets, and writes the phases
+interleaved (column_phases). The table form gathered two source values per output lane by lane; this one is
+contiguous loads and shuffles, 3x faster on parsing's four resizes (e.g. 48 x 60 x 80 -> 120 x 160 bytes:
+250 -> 82 us), with the same arithmetic.
 Handled: NCHW, float32, static shapes, coordinate modes half_pixel / pytorch_half_pixel / align_corners /
 asymmetric. Anything else keeps TVM's nest.
 
@@ -39,6 +46,8 @@ _QUANTIZE = tvm.ir.Op.get("relax.quantize")
 MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 ROWS_BLOCK = "resize_rows"
 COLS_BLOCK = "resize_cols"
+PADDED_ROW_BLOCK = "resize_padded_row"
+PHASES_ATTR = "resize_phases"        # on the rows block of an integer upscale: the factor
 
 
 def source_coordinates(out_size: int, in_size: int, mode: str) -> np.ndarray:
@@ -67,35 +76,92 @@ def interpolation_table(out_size: int, in_size: int, mode: str):
     return first, second, (np.float32(1.0) - frac).astype(np.float32), frac
 
 
-def separable_bilinear(data, x0, x1, ax, bx, y0, y1, ay, by, dequantize=None, quantize=None):
-    """The two passes. dequantize = (scale, zero point): `data` holds integers, read as TVM's dequantize
-    computes them; quantize = (inverse scale, zero point, dtype): the output is requantized."""
-    n, c, h, w = data.shape
+def column_phases(table, in_size: int, out_size: int) -> list[tuple[int, int, float, float]] | None:
+    """For an integer upscale whose table repeats every `factor` outputs (half_pixel, pytorch_half_pixel and
+    asymmetric at x2, x4, ...): per phase p, (first offset, second offset, first weight, second weight) such
+    that output factor*k + p reads source columns clamp(k + offset) with those weights, exactly as the table
+    says. None where the table is not of that form (align_corners, odd ratios, downscales)."""
+    if out_size % in_size or out_size == in_size:
+        return None
+    factor = out_size // in_size
+    first, second, first_weight, second_weight = table
+    k = np.arange(in_size)
+    middle = in_size // 2
+    phases = []
+    for p in range(factor):
+        offsets = (int(first[factor * middle + p]) - middle, int(second[factor * middle + p]) - middle)
+        if not (np.array_equal(first[p::factor], np.clip(k + offsets[0], 0, in_size - 1))
+                and np.array_equal(second[p::factor], np.clip(k + offsets[1], 0, in_size - 1))
+                and np.all(first_weight[p::factor] == first_weight[p])
+                and np.all(second_weight[p::factor] == second_weight[p])):
+            return None
+        phases.append((*offsets, float(first_weight[p]), float(second_weight[p])))
+    return phases
+
+
+def _reader(data, dequantize):
+    """data's element as float32: as stored, or as TVM's dequantize computes it from (scale, zero point)."""
     if dequantize is None:
-        value = data.__getitem__
-    else:
-        scale, zero_point = dequantize
+        return data.__getitem__
+    scale, zero_point = dequantize
 
-        def value(i):
-            return (data[i].astype("int32") - zero_point).astype("float32") * tirx.const(scale, "float32")
-    if quantize is not None:
-        inverse_scale, out_zero_point, out_dtype = quantize
-    out_h, out_w = y0.shape[0], x0.shape[0]
+    def value(i):
+        return (data[i].astype("int32") - zero_point).astype("float32") * tirx.const(scale, "float32")
+    return value
 
-    def index(table, i, size):
-        # The tables are already in range; the clamp makes that visible to TVM's bound analysis (a schedule
-        # can then compute the first pass per channel plane) and keeps the function memory-safe when it is
-        # run on arbitrary tables (MetaSchedule's runner feeds random arguments).
-        return te.max(te.min(table[i], size - 1), 0)
 
-    rows = te.compute((n, c, h, out_w), lambda b, ch, i, j: value((b, ch, i, index(x0, j, w))) * ax[j]
-                      + value((b, ch, i, index(x1, j, w))) * bx[j], name=ROWS_BLOCK)
+def _clamped(table, i, size):
+    # The tables are already in range; the clamp makes that visible to TVM's bound analysis (a schedule can
+    # then compute the first pass per channel plane) and keeps the function memory-safe when it is run on
+    # arbitrary tables (MetaSchedule's runner feeds random arguments).
+    return te.max(te.min(table[i], size - 1), 0)
+
+
+def _gathered_rows(value, shape, x0, x1, ax, bx):
+    n, c, h, w = shape
+    return te.compute((n, c, h, x0.shape[0]), lambda b, ch, i, j: value((b, ch, i, _clamped(x0, j, w))) * ax[j]
+                      + value((b, ch, i, _clamped(x1, j, w))) * bx[j], name=ROWS_BLOCK)
+
+
+def _phased_rows(value, shape, phases):
+    """The horizontal pass of an integer upscale (column_phases): each input row is first copied with its
+    edge columns repeated, so that every output phase reads it at a fixed offset; no index tables. Unrolled
+    over the phases (schedule_resize), the loop over k is a plain interleaved store that LLVM vectorizes."""
+    n, c, h, w = shape
+    factor = len(phases)
+    left = max(0, -min(min(p[:2]) for p in phases))
+    right = max(0, max(max(p[:2]) for p in phases))
+    padded = te.compute((n, c, h, w + left + right),
+                        lambda b, ch, i, m: value((b, ch, i, te.max(te.min(m - left, w - 1), 0))), name=PADDED_ROW_BLOCK)
 
     def interpolated(b, ch, i, j):
-        out = rows[b, ch, index(y0, i, h), j] * ay[i] + rows[b, ch, index(y1, i, h), j] * by[i]
-        return out if quantize is None else quantized_value(out, inverse_scale, out_zero_point, out_dtype)
+        k, phase = j // factor, j % factor
+        out = None
+        for p, (first, second, first_weight, second_weight) in reversed(list(enumerate(phases))):
+            term = (padded[b, ch, i, k + first + left] * tirx.const(first_weight, "float32")
+                    + padded[b, ch, i, k + second + left] * tirx.const(second_weight, "float32"))
+            out = term if out is None else tirx.Select(phase == p, term, out)
+        return out
 
-    return te.compute((n, c, out_h, out_w), interpolated, name=COLS_BLOCK)
+    return te.compute((n, c, h, w * factor), interpolated, name=ROWS_BLOCK, attrs={PHASES_ATTR: factor})
+
+
+def separable_bilinear(data, y0, y1, ay, by, x0=None, x1=None, ax=None, bx=None, phases=None,
+                       dequantize=None, quantize=None):
+    """The two passes: horizontal through the column tables (x0, x1, ax, bx) or, for an integer upscale, by
+    `phases` (column_phases); then vertical through the row tables. dequantize = (scale, zero point): `data`
+    holds integers, read as TVM's dequantize computes them; quantize = (inverse scale, zero point, dtype):
+    the output is requantized."""
+    value = _reader(data, dequantize)
+    h = data.shape[2]
+    rows = (_phased_rows(value, data.shape, phases) if phases is not None
+            else _gathered_rows(value, data.shape, x0, x1, ax, bx))
+
+    def interpolated(b, ch, i, j):
+        out = rows[b, ch, _clamped(y0, i, h), j] * ay[i] + rows[b, ch, _clamped(y1, i, h), j] * by[i]
+        return out if quantize is None else quantized_value(out, *quantize)
+
+    return te.compute((*rows.shape[:2], y0.shape[0], rows.shape[3]), interpolated, name=COLS_BLOCK)
 
 
 def _static_shape(expr) -> list[int] | None:
@@ -182,11 +248,13 @@ class _SeparableResize(PyExprMutator):
         if quantize_call is not None:
             scale, zero_point = per_tensor_qparams(quantize_call)
             quantize = (reciprocal(scale), zero_point, str(quantize_call.attrs.out_dtype))
+        phases = column_phases(x_table, in_shape[3], out_shape[3])
+        columns = {} if phases is not None else dict(zip(("x0", "x1", "ax", "bx"), map(relax.const, x_table)))
         self.rewritten += 1
         self.quantized += dequantize is not None or quantize is not None
-        return self.builder_.emit_te(separable_bilinear, self.visit_expr(data),
-                                     *[relax.const(t) for t in (*x_table, *y_table)],
-                                     dequantize=dequantize, quantize=quantize, primfunc_name_hint="separable_resize2d")
+        return self.builder_.emit_te(separable_bilinear, self.visit_expr(data), *map(relax.const, y_table), **columns,
+                                     phases=phases, dequantize=dequantize, quantize=quantize,
+                                     primfunc_name_hint="separable_resize2d")
 
 
 def separable_resizes(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:

@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from optkit.compiler import compile_model
 from optkit.numerics import compare, run_ort
+from optkit.relax_resize import column_phases, interpolation_table
 from optkit.runner import run_artifact
 from optkit.targets import get_target
 
@@ -19,6 +20,9 @@ CASES = [
     (4, 8, 8, 15, 17, "align_corners"),
     (5, 12, 10, 6, 5, "asymmetric"),             # downscale
     (2, 5, 6, 1, 12, "pytorch_half_pixel"),      # a one-row output
+    (3, 6, 7, 12, 28, "asymmetric"),             # x4 columns
+    (2, 4, 300, 8, 600, "half_pixel"),           # rows too wide to unroll
+    (2, 4, 5, 8, 15, "half_pixel"),              # x3 columns
 ]
 
 
@@ -45,6 +49,37 @@ def test_separable_resize_matches_onnxruntime(case, parallel, save, tmp_path, mo
     feeds = {"x": np.random.default_rng(0).normal(size=(1, *case[:3])).astype(np.float32)}
     _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-5, atol=1e-5)
     assert not bad, bad
+
+
+@pytest.mark.parametrize("in_size,out_size,mode,factor", [
+    (20, 40, "half_pixel", 2), (6, 12, "pytorch_half_pixel", 2), (7, 28, "asymmetric", 4), (160, 320, "half_pixel", 2),
+    (8, 16, "align_corners", None), (12, 5, "asymmetric", None), (9, 23, "half_pixel", None), (9, 9, "half_pixel", None)])
+def test_column_phases_only_where_the_table_repeats(in_size, out_size, mode, factor):
+    """An integer upscale's table is described by per-phase offsets and weights that reproduce it exactly."""
+    table = interpolation_table(out_size, in_size, mode)
+    phases = column_phases(table, in_size, out_size)
+    if factor is None:
+        assert phases is None
+        return
+    assert len(phases) == factor
+    first, second, first_weight, second_weight = table
+    for j in range(out_size):
+        k, (first_offset, second_offset, a, b) = j // factor, phases[j % factor]
+        assert first[j] == min(max(k + first_offset, 0), in_size - 1) and second[j] == min(max(k + second_offset, 0), in_size - 1)
+        assert first_weight[j] == np.float32(a) and second_weight[j] == np.float32(b)
+
+
+def test_integer_upscale_reads_padded_rows_without_tables(save):
+    from tvm import tirx
+
+    from optkit.compiler import frontend
+    from optkit.relax_resize import PADDED_ROW_BLOCK
+
+    model = resize_graph(4, 6, 8, 12, 16, "half_pixel")
+    front = frontend(save(model), get_target("host"), passes="")
+    resize = next(f for gv, f in front.mod.functions.items() if "separable_resize2d" in gv.name_hint)
+    assert isinstance(resize, tirx.PrimFunc) and PADDED_ROW_BLOCK in resize.script()
+    assert len(resize.params) == 1 + 4 + 1     # data, the four row tables, output: no column tables
 
 
 def test_nearest_resize_is_left_to_tvm(save, tmp_path):
