@@ -243,11 +243,11 @@ def schedule_resize(sch, rows, lanes: int, parallel: bool = True) -> None:
         _vector_row(sch, sch.get_loops(rows)[-1], lanes)
     else:
         row, column = sch.get_loops(rows)[-2:]
-        padded = sch.get_producers(rows)[0]
-        sch.compute_at(padded, row)
-        padded_column = sch.get_loops(padded)[-1]
-        if _extent(sch, padded_column) <= MAX_UNROLLED_ROW:
-            sch.unroll(padded_column)
+        for padded in sch.get_producers(rows):       # a bilinear upscale's edge-padded row
+            sch.compute_at(padded, row)
+            padded_column = sch.get_loops(padded)[-1]
+            if _extent(sch, padded_column) <= MAX_UNROLLED_ROW:
+                sch.unroll(padded_column)
         _, phase = sch.split(column, [None, int(factor)])
         sch.unroll(phase)
     if parallel:

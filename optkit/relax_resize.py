@@ -21,6 +21,10 @@ contiguous loads and shuffles, 3x faster on parsing's four resizes (e.g. 48 x 60
 Handled: NCHW, float32, static shapes, coordinate modes half_pixel / pytorch_half_pixel / align_corners /
 asymmetric. Anything else keeps TVM's nest.
 
+A nearest-neighbour upscale by power-of-two factors (PyTorch's Upsample: asymmetric coordinates, rounded
+down) takes the same two-pass form (nearest_upscale): each input row widened, then copied to its output
+rows, instead of TVM's nest computing float coordinates for every output element.
+
 In a QDQ model a resize sits between a DequantizeLinear and a QuantizeLinear. TVM's fusion treats the
 two-pass function as opaque, so the dequantize stayed at the end of the producing layer and the quantize
 went to the next function: the resize read and wrote float32, 4x the bytes (parsing int8: its three decoder
@@ -164,6 +168,39 @@ def separable_bilinear(data, y0, y1, ay, by, x0=None, x1=None, ax=None, bx=None,
     return te.compute((*rows.shape[:2], y0.shape[0], rows.shape[3]), interpolated, name=COLS_BLOCK)
 
 
+def nearest_factors(method: str, mode: str, rounding: str, in_hw, out_hw) -> tuple[int, int] | None:
+    """(vertical, horizontal) factor of a nearest-neighbour upscale that picks source index out // factor on
+    both axes: asymmetric coordinates rounded down (PyTorch's Upsample export), power-of-two factors, for
+    which out * (1 / factor) is exact in float32, so TVM's float formula gives the same index."""
+    if method != "nearest_neighbor" or mode != "asymmetric" or rounding != "floor":
+        return None
+    factors = []
+    for size, out_size in zip(in_hw, out_hw):
+        factor = out_size // size
+        if out_size != factor * size or factor & (factor - 1):
+            return None
+        factors.append(factor)
+    return tuple(factors) if factors != [1, 1] else None
+
+
+def nearest_upscale(data, factors, dequantize=None, quantize=None):
+    """A nearest-neighbour upscale by integer factors in the two-pass form of separable_bilinear: each input
+    row is widened (every element written `factor` times, unrolled over the phases by schedule_resize),
+    then copied to its output rows. TVM's own nest recomputes float coordinates for every output element.
+    dequantize/quantize as in separable_bilinear: a QDQ model's upscale then reads and writes bytes."""
+    n, c, h, w = data.shape
+    vertical, horizontal = factors
+    value = _reader(data, dequantize)
+
+    def widened(b, ch, i, j):
+        element = value((b, ch, i, j // horizontal))
+        return element if quantize is None else quantized_value(element, *quantize)
+
+    rows = te.compute((n, c, h, w * horizontal), widened, name=ROWS_BLOCK, attrs={PHASES_ATTR: horizontal})
+    return te.compute((n, c, h * vertical, w * horizontal), lambda b, ch, i, j: rows[b, ch, i // vertical, j],
+                      name=COLS_BLOCK)
+
+
 def _static_shape(expr) -> list[int] | None:
     shape = getattr(expr.ty, "shape", None)
     if shape is None:
@@ -234,13 +271,13 @@ class _SeparableResize(PyExprMutator):
         attrs = call.attrs
         data = call.args[0]
         in_shape, out_shape = _static_shape(data), _static_shape(call)
-        if (attrs.method != "linear" or attrs.layout != "NCHW" or attrs.coordinate_transformation_mode not in MODES
-                or in_shape is None or out_shape is None or len(in_shape) != 4 or str(data.ty.dtype) != "float32"
-                or str(call.ty.dtype) != "float32"):
+        if (attrs.layout != "NCHW" or in_shape is None or out_shape is None or len(in_shape) != 4
+                or str(data.ty.dtype) != "float32" or str(call.ty.dtype) != "float32"):
             return None
         mode = str(attrs.coordinate_transformation_mode)
-        x_table = interpolation_table(out_shape[3], in_shape[3], mode)
-        y_table = interpolation_table(out_shape[2], in_shape[2], mode)
+        factors = nearest_factors(str(attrs.method), mode, str(attrs.rounding_method), in_shape[2:], out_shape[2:])
+        if attrs.method != "linear" and factors is None or attrs.method == "linear" and mode not in MODES:
+            return None
         dequantize_call, quantize_call = self.plans.get(call, (None, None))
         dequantize = quantize = None
         if dequantize_call is not None:
@@ -248,18 +285,24 @@ class _SeparableResize(PyExprMutator):
         if quantize_call is not None:
             scale, zero_point = per_tensor_qparams(quantize_call)
             quantize = (reciprocal(scale), zero_point, str(quantize_call.attrs.out_dtype))
-        phases = column_phases(x_table, in_shape[3], out_shape[3])
-        columns = {} if phases is not None else dict(zip(("x0", "x1", "ax", "bx"), map(relax.const, x_table)))
         self.rewritten += 1
         self.quantized += dequantize is not None or quantize is not None
+        if factors is not None:
+            return self.builder_.emit_te(nearest_upscale, self.visit_expr(data), factors=factors, dequantize=dequantize,
+                                         quantize=quantize, primfunc_name_hint="nearest_upscale2d")
+        x_table = interpolation_table(out_shape[3], in_shape[3], mode)
+        y_table = interpolation_table(out_shape[2], in_shape[2], mode)
+        phases = column_phases(x_table, in_shape[3], out_shape[3])
+        columns = {} if phases is not None else dict(zip(("x0", "x1", "ax", "bx"), map(relax.const, x_table)))
         return self.builder_.emit_te(separable_bilinear, self.visit_expr(data), *map(relax.const, y_table), **columns,
                                      phases=phases, dequantize=dequantize, quantize=quantize,
                                      primfunc_name_hint="separable_resize2d")
 
 
 def separable_resizes(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
-    """Rewrite bilinear resize2d calls into the two-pass form, taking in the dequantize before and the
-    quantize after them in QDQ models; returns the module and the count of resizes rewritten."""
+    """Rewrite bilinear resize2d calls, and nearest-neighbour upscales by powers of two, into the two-pass
+    form, taking in the dequantize before and the quantize after them in QDQ models; returns the module and
+    the count of resizes rewritten."""
     rewriter = _SeparableResize(mod)
     out = rewrite_functions(rewriter, mod)
     if rewriter.quantized:

@@ -82,13 +82,57 @@ def test_integer_upscale_reads_padded_rows_without_tables(save):
     assert len(resize.params) == 1 + 4 + 1     # data, the four row tables, output: no column tables
 
 
-def test_nearest_resize_is_left_to_tvm(save, tmp_path):
-    model = resize_graph(4, 6, 6, 12, 12, "asymmetric")
-    next(a for a in model.graph.node[0].attribute if a.name == "mode").s = b"nearest"
+def nearest(model, rounding=b"floor"):
+    """The same graph with its Resize made nearest-neighbour, rounding as given (ONNX's nearest_mode)."""
+    node = model.graph.node[0]
+    next(a for a in node.attribute if a.name == "mode").s = b"nearest"
+    node.attribute.append(helper.make_attribute("nearest_mode", rounding))
     onnx.checker.check_model(model)
+    return model
+
+
+NEAREST_CASES = [(4, 6, 6, 12, 12), (3, 5, 7, 20, 28), (2, 4, 9, 8, 9), (2, 3, 300, 3, 600)]
+
+
+@pytest.mark.parametrize("case", NEAREST_CASES, ids=[f"{c[1]}x{c[2]}-{c[3]}x{c[4]}" for c in NEAREST_CASES])
+def test_nearest_upscale_by_powers_of_two_is_rewritten_and_exact(case, save, tmp_path):
+    model = nearest(resize_graph(*case, "asymmetric"))
+    result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
+    assert result.manifest["separable_resizes"] == 1
+    assert result.manifest["schedules"]["functions"]["resize"] == 1, result.manifest["schedules"]
+    feeds = {"x": np.random.default_rng(0).normal(size=(1, *case[:3])).astype(np.float32)}
+    np.testing.assert_array_equal(run_artifact(tmp_path / "a", feeds).outputs["y"], run_ort(model, feeds)["y"])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_quantized_nearest_upscale_reads_and_writes_bytes(dtype, save, tmp_path):
+    from tvm import relax
+
+    from optkit.compiler import frontend
+
+    model = qdq_resize_graph(5, 6, 10, 12, 20, "asymmetric", dtype)
+    node = model.graph.node[2]
+    next(a for a in node.attribute if a.name == "mode").s = b"nearest"
+    node.attribute.append(helper.make_attribute("nearest_mode", b"floor"))
+    path = save(model)
+    front = frontend(path, get_target("host"), passes="")
+    calls = [b.value for block in front.mod["main"].body.blocks for b in block.bindings
+             if isinstance(b.value, relax.Call) and "nearest_upscale2d" in str(b.value.args[0])]
+    assert len(calls) == 1
+    assert str(calls[0].args[1][0].ty.dtype) == dtype and str(calls[0].ty.dtype) == dtype
+    compile_model(path, get_target("host"), tmp_path / "a", passes="")
+    feeds = {"x": np.random.default_rng(1).uniform(-2, 2, size=(1, 5, 6, 10)).astype(np.float32)}
+    steps = np.abs(np.round((run_artifact(tmp_path / "a", feeds).outputs["y"] - run_ort(model, feeds)["y"]) / np.float32(0.017)))
+    assert steps.max() <= 1 and (steps > 0).mean() < 0.01, (steps.max(), (steps > 0).mean())
+
+
+@pytest.mark.parametrize("case,rounding", [((4, 6, 6, 12, 12), b"round_prefer_floor"), ((4, 6, 6, 18, 18), b"floor")],
+                         ids=["rounded", "x3"])
+def test_other_nearest_resizes_are_left_to_tvm(case, rounding, save, tmp_path):
+    model = nearest(resize_graph(*case, "asymmetric"), rounding)
     result = compile_model(save(model), get_target("host"), tmp_path / "a", passes="simplify")
     assert result.manifest["separable_resizes"] == 0
-    feeds = {"x": np.random.default_rng(0).normal(size=(1, 4, 6, 6)).astype(np.float32)}
+    feeds = {"x": np.random.default_rng(0).normal(size=(1, *case[:3])).astype(np.float32)}
     _, bad = compare(run_ort(model, feeds), run_artifact(tmp_path / "a", feeds).outputs, rtol=1e-5, atol=1e-5)
     assert not bad, bad
 
