@@ -15,8 +15,8 @@ vision models a sane shape for any LLVM CPU target:
 - the packed int8 convolutions of int8_dot.py (CPUs with VNNI): the same register tile, its innermost
   8 pixels x 4 channels one `vpdpbusd` (tensorize);
 - dense layers (matmul): the output row in registers, the constant weights streamed row by row;
-- the separable bilinear resize (relax_resize.py): one channel plane per task, its passes vectorized (the
-  horizontal pass of an integer upscale by LLVM, from phases unrolled here);
+- the two-pass resizes (relax_resize.py: bilinear, nearest upscales): one channel plane per task, its
+  passes vectorized (the horizontal pass of an integer upscale by LLVM, from phases unrolled here);
 - everything else (padding, concat, pooling, casts): injective stages inlined, outer loops in parallel, the
   innermost vectorized; reductions over trailing axes (InstanceNorm statistics) as vector partial sums.
 
@@ -226,11 +226,11 @@ def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
 
 
 def schedule_resize(sch, rows, lanes: int, parallel: bool = True) -> None:
-    """The two-pass bilinear resize (relax_resize.py): one channel plane per task, its horizontal pass
-    computed there (in cache), the vertical pass vectorized along the row. The horizontal pass of an integer
-    upscale is unrolled over its phases, each edge-padded input row computed just before (unrolled, so its
-    clamps fold away): LLVM turns the loop into contiguous loads and interleaving shuffles. Otherwise it is
-    vectorized along the row (gathers through the index tables)."""
+    """The two-pass resize (relax_resize.py: bilinear, or a nearest upscale): one channel plane per task, its
+    horizontal pass computed there (in cache), the vertical pass vectorized along the row. The horizontal
+    pass of an integer upscale is unrolled over its phases, a bilinear one's edge-padded input row computed
+    just before (unrolled, so its clamps fold away): LLVM turns the loop into contiguous loads and
+    interleaving shuffles. Otherwise it is vectorized along the row (gathers through the index tables)."""
     cols = sch.get_consumers(rows)
     if len(cols) != 1 or sch.get(cols[0]).name_hint != COLS_BLOCK:
         raise ValueError("not a separable resize")

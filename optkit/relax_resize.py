@@ -11,15 +11,15 @@ interpolation is separable, so this rewrite computes it in two passes with compi
 The tables hold exactly what TVM's own nest computes per element (same float32 coordinate formula, same
 clamping, weights `1 - frac` and `frac`) and the products are summed in the same order, so the result is
 the same arithmetic; the second pass reads whole rows (contiguous vectors) instead of gathering.
+Handled: NCHW, float32, static shapes, coordinate modes half_pixel / pytorch_half_pixel / align_corners /
+asymmetric. Anything else keeps TVM's nest.
 
-Every decoder upscale is an integer factor (x2 in parsing), and there the column tables repeat: output
+Decoder upscales are usually integer factors (x2 in parsing), and there the column tables repeat: output
 column 2k + p reads source columns k + offset(p), weighted alike for every k. The first pass then needs no
 tables: it reads each row, copied with its edge columns repeated, at fixed offsets, and writes the phases
 interleaved (column_phases). The table form gathered two source values per output lane by lane; this one is
-contiguous loads and shuffles, 3x faster on parsing's four resizes (e.g. 48 x 60 x 80 -> 120 x 160 bytes:
-250 -> 82 us), with the same arithmetic.
-Handled: NCHW, float32, static shapes, coordinate modes half_pixel / pytorch_half_pixel / align_corners /
-asymmetric. Anything else keeps TVM's nest.
+contiguous loads and shuffles, 3x faster on parsing's four resizes (48 x 60 x 80 -> 120 x 160 bytes: 250 ->
+about 80 us), with the same arithmetic.
 
 A nearest-neighbour upscale by power-of-two factors (PyTorch's Upsample: asymmetric coordinates, rounded
 down) takes the same two-pass form (nearest_upscale): each input row widened, then copied to its output
@@ -276,7 +276,7 @@ class _SeparableResize(PyExprMutator):
             return None
         mode = str(attrs.coordinate_transformation_mode)
         factors = nearest_factors(str(attrs.method), mode, str(attrs.rounding_method), in_shape[2:], out_shape[2:])
-        if attrs.method != "linear" and factors is None or attrs.method == "linear" and mode not in MODES:
+        if factors is None and not (attrs.method == "linear" and mode in MODES):
             return None
         dequantize_call, quantize_call = self.plans.get(call, (None, None))
         dequantize = quantize = None
