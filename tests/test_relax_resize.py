@@ -104,28 +104,6 @@ def test_nearest_upscale_by_powers_of_two_is_rewritten_and_exact(case, save, tmp
     np.testing.assert_array_equal(run_artifact(tmp_path / "a", feeds).outputs["y"], run_ort(model, feeds)["y"])
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "int8"])
-def test_quantized_nearest_upscale_reads_and_writes_bytes(dtype, save, tmp_path):
-    from tvm import relax
-
-    from optkit.compiler import frontend
-
-    model = qdq_resize_graph(5, 6, 10, 12, 20, "asymmetric", dtype)
-    node = model.graph.node[2]
-    next(a for a in node.attribute if a.name == "mode").s = b"nearest"
-    node.attribute.append(helper.make_attribute("nearest_mode", b"floor"))
-    path = save(model)
-    front = frontend(path, get_target("host"), passes="")
-    calls = [b.value for block in front.mod["main"].body.blocks for b in block.bindings
-             if isinstance(b.value, relax.Call) and "nearest_upscale2d" in str(b.value.args[0])]
-    assert len(calls) == 1
-    assert str(calls[0].args[1][0].ty.dtype) == dtype and str(calls[0].ty.dtype) == dtype
-    compile_model(path, get_target("host"), tmp_path / "a", passes="")
-    feeds = {"x": np.random.default_rng(1).uniform(-2, 2, size=(1, 5, 6, 10)).astype(np.float32)}
-    steps = np.abs(np.round((run_artifact(tmp_path / "a", feeds).outputs["y"] - run_ort(model, feeds)["y"]) / np.float32(0.017)))
-    assert steps.max() <= 1 and (steps > 0).mean() < 0.01, (steps.max(), (steps > 0).mean())
-
-
 @pytest.mark.parametrize("case,rounding", [((4, 6, 6, 12, 12), b"round_prefer_floor"), ((4, 6, 6, 18, 18), b"floor")],
                          ids=["rounded", "x3"])
 def test_other_nearest_resizes_are_left_to_tvm(case, rounding, save, tmp_path):
@@ -137,7 +115,7 @@ def test_other_nearest_resizes_are_left_to_tvm(case, rounding, save, tmp_path):
     assert not bad, bad
 
 
-def qdq_resize_graph(c, h, w, out_h, out_w, mode, dtype):
+def qdq_resize_graph(c, h, w, out_h, out_w, mode, dtype, method="linear", **attributes):
     """x -> Q -> DQ -> Resize -> Q -> DQ: a resize between two quantized tensors, as in an int8 decoder."""
     elem = TensorProto.UINT8 if dtype == "uint8" else TensorProto.INT8
     zero = 3 if dtype == "uint8" else -2
@@ -146,7 +124,8 @@ def qdq_resize_graph(c, h, w, out_h, out_w, mode, dtype):
              helper.make_tensor("s_out", TensorProto.FLOAT, [], [0.017]), helper.make_tensor("z_out", elem, [], [zero])]
     nodes = [helper.make_node("QuantizeLinear", ["x", "s_in", "z_in"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "s_in", "z_in"], ["xd"]),
-             helper.make_node("Resize", ["xd", "", "", "sizes"], ["r"], mode="linear", coordinate_transformation_mode=mode),
+             helper.make_node("Resize", ["xd", "", "", "sizes"], ["r"], mode=method, coordinate_transformation_mode=mode,
+                              **attributes),
              helper.make_node("QuantizeLinear", ["r", "s_out", "z_out"], ["rq"]),
              helper.make_node("DequantizeLinear", ["rq", "s_out", "z_out"], ["y"])]
     graph = helper.make_graph(nodes, "qdq_resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
@@ -154,20 +133,26 @@ def qdq_resize_graph(c, h, w, out_h, out_w, mode, dtype):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+QDQ_CASES = [(case, "linear", {}) for case in CASES[:3]] + [
+    ((5, 6, 10, 12, 20, "asymmetric"), "nearest", {"nearest_mode": "floor"})]
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])
-@pytest.mark.parametrize("case", CASES[:3], ids=[f"{c[1]}x{c[2]}-{c[3]}x{c[4]}-{c[5]}" for c in CASES[:3]])
-def test_quantized_resize_reads_and_writes_bytes_and_matches_onnxruntime(case, dtype, save, tmp_path):
-    """The dequantize before and the quantize after a resize are taken into its two passes (1-byte input and
-    output), and the result stays within one quantization step of onnxruntime."""
+@pytest.mark.parametrize("case,method,attributes", QDQ_CASES,
+                         ids=[f"{c[1]}x{c[2]}-{c[3]}x{c[4]}-{c[5]}-{method}" for c, method, _ in QDQ_CASES])
+def test_quantized_resize_reads_and_writes_bytes_and_matches_onnxruntime(case, method, attributes, dtype, save, tmp_path):
+    """The dequantize before and the quantize after a resize (bilinear, or a nearest upscale) are taken into its
+    two passes (1-byte input and output), and the result stays within one quantization step of onnxruntime."""
     from tvm import relax
 
     from optkit.compiler import frontend
 
-    model = qdq_resize_graph(*case, dtype)
+    model = qdq_resize_graph(*case, dtype, method, **attributes)
     path = save(model)
     front = frontend(path, get_target("host"), passes="")
+    hint = "nearest_upscale2d" if method == "nearest" else "separable_resize2d"
     calls = [b.value for block in front.mod["main"].body.blocks for b in block.bindings
-             if isinstance(b.value, relax.Call) and "separable_resize2d" in str(b.value.args[0])]
+             if isinstance(b.value, relax.Call) and hint in str(b.value.args[0])]
     assert len(calls) == 1
     assert str(calls[0].args[1][0].ty.dtype) == dtype and str(calls[0].ty.dtype) == dtype
     compile_model(path, get_target("host"), tmp_path / "a", passes="")
