@@ -24,6 +24,7 @@ from .pass_base import PassContext
 from .pass_spec import build_passes
 from .relax_int8 import integer_convolutions, quantize_by_reciprocal
 from .relax_resize import separable_resizes
+from .relax_take import clipped_takes
 from .shapes import format_shape
 from .targets import Target
 
@@ -129,6 +130,7 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     mod = to_relax(optimized, f"{model_path} (after passes)")
     import tvm
 
+    mod, _ = clipped_takes(mod)                     # Gather indices clamped: a bad index cannot read past the tensor
     dot = has_dot_product(tvm.target.Target(target.tvm_target_dict()))
     mod, integer_convs, dot_convs = integer_convolutions(mod, dot)  # QDQ models: int8 x int8 -> int32 convs
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
