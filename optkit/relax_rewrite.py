@@ -1,9 +1,11 @@
-"""Running a Relax expression mutator over a whole module: the driver optkit's Relax rewrites share."""
+"""Running a Relax expression mutator over a whole module (the driver optkit's Relax rewrites share), and the
+simplest such rewrite: one call at a time."""
 
 from __future__ import annotations
 
 import tvm
 from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
 
 
 def rewrite_functions(rewriter, mod: tvm.IRModule) -> tvm.IRModule:
@@ -13,3 +15,28 @@ def rewrite_functions(rewriter, mod: tvm.IRModule) -> tvm.IRModule:
         if isinstance(func, relax.Function):
             rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
     return rewriter.builder_.get()
+
+
+@mutator
+class _CallRewriter(PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, op, rewrite):
+        super().__init__(mod)
+        self.op, self.rewrite, self.rewritten = op, rewrite, 0
+
+    def visit_call_(self, call):
+        call = self.visit_expr_post_order(call)
+        if not (isinstance(call, relax.Call) and call.op == self.op):
+            return call
+        new = self.rewrite(call, self.builder_)
+        if new is None:
+            return call
+        self.rewritten += 1
+        return new
+
+
+def rewrite_calls(mod: tvm.IRModule, op, rewrite) -> tuple[tvm.IRModule, int]:
+    """Every call to `op` in the Relax functions of `mod`, after its arguments are rewritten, replaced by
+    `rewrite(call, block_builder)` where that returns an expression (None keeps the call); returns the
+    module and the count of calls replaced. For rewrites that look at one call at a time."""
+    rewriter = _CallRewriter(mod, op, rewrite)
+    return rewrite_functions(rewriter, mod), rewriter.rewritten

@@ -12,29 +12,19 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from .relax_rewrite import rewrite_functions
+from .relax_rewrite import rewrite_calls
 
 _TAKE = tvm.ir.Op.get("relax.take")
 
 
-@mutator
-class _ClippedTake(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule):
-        super().__init__(mod)
-        self.rewritten = 0
-
-    def visit_call_(self, call):
-        call = self.visit_expr_post_order(call)
-        if not (isinstance(call, relax.Call) and call.op == _TAKE and call.attrs.mode == "fast"):
-            return call
-        self.rewritten += 1
-        axis = call.attrs.axis
-        return relax.op.take(call.args[0], call.args[1], None if axis is None else int(axis), mode="clip")
+def _clipped(call, _builder):
+    if call.attrs.mode != "fast":
+        return None
+    axis = call.attrs.axis
+    return relax.op.take(call.args[0], call.args[1], None if axis is None else int(axis), mode="clip")
 
 
 def clipped_takes(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
     """Every `take` in "fast" mode made "clip"; returns the module and the count rewritten."""
-    rewriter = _ClippedTake(mod)
-    return rewrite_functions(rewriter, mod), rewriter.rewritten
+    return rewrite_calls(mod, _TAKE, _clipped)
