@@ -69,6 +69,28 @@ class _IntegerConv(PyExprMutator):
                 return bound
         return None
 
+    def _quantized_input(self, expr):
+        """(x_q, scale, zero point) of an activation dequantized per tensor from int8/uint8, or None."""
+        dq_x = self._dequantize_of(expr)
+        qparams = per_tensor_qparams(dq_x) if dq_x is not None else None
+        if qparams is None or str(dq_x.args[0].ty.dtype) not in ("int8", "uint8"):
+            return None
+        return (dq_x.args[0], *qparams)
+
+    def _shifted_int16(self, x_q, zero_point: int):
+        """x_q - zero_point in int16, the operand of the int16 x int8 -> int32 products."""
+        x_int = self.builder_.emit(relax.op.astype(x_q, "int16"))
+        if zero_point != 0:
+            x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(np.int16(zero_point))))
+        return x_int
+
+    def _rescaled(self, acc, scale: np.ndarray):
+        """The integer (or float-held integer) accumulator times the per-output-channel scale."""
+        self.rewritten += 1
+        if str(acc.ty.dtype) != "float32":
+            acc = self.builder_.emit(relax.op.astype(acc, "float32"))
+        return relax.op.multiply(acc, relax.const(scale.astype(np.float32)))
+
     def _float_accumulated_conv(self, x_q, w_q: np.ndarray, zero_point: int, attrs):
         """conv2d(x_q - zero_point, w_q) with float32 arithmetic on integer values: exact (see
         _exact_in_float32), and it runs on the float depthwise rule, which beat int16 x int8 products.
@@ -119,23 +141,13 @@ class _IntegerConv(PyExprMutator):
         """x [M, K] @ W [K, N] with x and W dequantized: (int16(x_q) - z_x) @ W_q into int32, then the
         rescale, exactly as the convolutions (face's 2272 -> 136 head read its weights as 1.2 MB of float32;
         as int8 they are 0.3 MB)."""
-        dq_x, weights = self._dequantize_of(call.args[0]), self._matmul_weights(call.args[1])
-        if dq_x is None or weights is None:
+        x, weights = self._quantized_input(call.args[0]), self._matmul_weights(call.args[1])
+        if x is None or weights is None or len(x[0].ty.shape) != 2:
             return call
-        x_q, s_x, z_x = dq_x.args
-        s_x, z_x = _const(s_x), _const(z_x)
-        if (s_x is None or z_x is None or s_x.size != 1 or z_x.size != 1 or len(x_q.ty.shape) != 2
-                or str(x_q.ty.dtype) not in ("int8", "uint8")):
-            return call
-        w_q, s_w = weights
-        x_int = self.builder_.emit(relax.op.astype(x_q, "int16"))
-        zero_point = int(z_x.reshape(-1)[0])
-        if zero_point != 0:
-            x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(np.int16(zero_point))))
-        acc = self.builder_.emit(relax.op.matmul(x_int, relax.const(np.ascontiguousarray(w_q)), out_dtype="int32"))
-        scale = (float(s_x.reshape(-1)[0]) * s_w).astype(np.float32).reshape(1, -1)
-        self.rewritten += 1
-        return relax.op.multiply(self.builder_.emit(relax.op.astype(acc, "float32")), relax.const(scale))
+        (x_q, scale_x, zero_point), (w_q, s_w) = x, weights
+        acc = self.builder_.emit(relax.op.matmul(self._shifted_int16(x_q, zero_point),
+                                                 relax.const(np.ascontiguousarray(w_q)), out_dtype="int32"))
+        return self._rescaled(acc, (scale_x * s_w).reshape(1, -1))
 
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
@@ -143,42 +155,29 @@ class _IntegerConv(PyExprMutator):
             return self._integer_matmul(call)
         if call.op != _CONV:
             return call
-        dq_x, dq_w = self._dequantize_of(call.args[0]), self._dequantize_of(call.args[1])
-        if dq_x is None or dq_w is None:
+        x, dq_w = self._quantized_input(call.args[0]), self._dequantize_of(call.args[1])
+        if x is None or dq_w is None:
             return call
         attrs = call.attrs
         if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
             return call
-        x_q, s_x, z_x = dq_x.args
+        x_q, scale_x, zero_point = x
         w_q, s_w, z_w = (_const(a) for a in dq_w.args)
-        s_x, z_x = _const(s_x), _const(z_x)
-        if w_q is None or s_w is None or s_x is None or z_x is None or z_w is None:
-            return call
-        if w_q.dtype != np.int8 or np.any(z_w != 0) or s_x.size != 1 or z_x.size != 1:
-            return call
-        if str(x_q.ty.dtype) not in ("int8", "uint8"):
+        if w_q is None or s_w is None or z_w is None or w_q.dtype != np.int8 or np.any(z_w != 0):
             return call
         cout = w_q.shape[0]
         s_w = np.broadcast_to(s_w.astype(np.float64), (cout,)) if s_w.size in (1, cout) else None
         if s_w is None or (s_w.size == cout and s_w.ndim == 1 and int(dq_w.attrs.axis) not in (0, -4) and cout > 1):
             return call
-        zero_point = int(z_x.reshape(-1)[0])
         if self.dot_product and int(attrs.groups) == 1:
             acc = self._dot_product_conv(x_q, w_q, zero_point, attrs)
         elif int(attrs.groups) > 1 and _exact_in_float32(w_q):
             acc = self._float_accumulated_conv(x_q, w_q, zero_point, attrs)
         else:
-            x_int = self.builder_.emit(relax.op.astype(x_q, "int16"))
-            if zero_point != 0:
-                x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(np.int16(zero_point))))
             acc = self.builder_.emit(relax.op.nn.conv2d(
-                x_int, relax.const(w_q), strides=attrs.strides, padding=attrs.padding, dilation=attrs.dilation,
-                groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW", out_dtype="int32"))
-        scale = (float(s_x.reshape(-1)[0]) * s_w).astype(np.float32).reshape(1, cout, 1, 1)
-        self.rewritten += 1
-        if str(acc.ty.dtype) != "float32":
-            acc = self.builder_.emit(relax.op.astype(acc, "float32"))
-        return relax.op.multiply(acc, relax.const(scale))
+                self._shifted_int16(x_q, zero_point), relax.const(w_q), strides=attrs.strides, padding=attrs.padding,
+                dilation=attrs.dilation, groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW", out_dtype="int32"))
+        return self._rescaled(acc, (scale_x * s_w).reshape(1, cout, 1, 1))
 
 
 def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[tvm.IRModule, int, int]:
