@@ -196,8 +196,7 @@ def _matmul_columns(width: int, lanes: int) -> int:
     used to get one column a task.)"""
     if width % lanes == 0 and width <= 8 * lanes:
         return width
-    whole = [tile for tile in (8 * lanes, 4 * lanes, 2 * lanes) if width % tile == 0]
-    return whole[0] if whole else max(d for d in range(1, min(width, 8 * lanes) + 1) if width % d == 0)
+    return _divisor(width, (8 * lanes, 4 * lanes, 2 * lanes, *range(8 * lanes, 0, -1)))
 
 
 def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
