@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,22 +14,59 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .atomic import atomic_file
+from .atomic import atomic_file, check_file_output
 from .errors import OptionError, OptkitError
 
 # Wide enough for the pass tables when output is a file or a CI log; markup off so names print as they are.
 console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 150)
 
 
+def _one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+
+
+def _fail(message: str, status: int = 1) -> None:
+    click.echo(f"optkit: error: {_one_line(message)}", err=True)
+    sys.exit(status)
+
+
 class OptkitGroup(click.Group):
-    """Turns OptkitError into `optkit: error: ...` and exit status 1."""
+    """Every failure becomes one `optkit: error: ...` line: optkit's own errors (status 1), usage errors
+    (status 2), files the system refuses (status 1) and, as a last resort, internal errors (status 70, with
+    a hint to report them; OPTKIT_TRACEBACK=1 shows the traceback)."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = f" {exc.ctx.command_path}" if exc.ctx else ""
+            _fail(f"{exc.format_message()} (see optkit{command.removeprefix(' optkit')} --help)", 2)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OptkitError as exc:
-            click.echo(f"optkit: error: {exc}", err=True)
-            sys.exit(1)
+            _fail(str(exc))
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}")
+        except MemoryError:
+            _fail("out of memory; try smaller input shapes (--input-shape) or fewer samples")
+        except Exception as exc:
+            if os.environ.get("OPTKIT_TRACEBACK"):
+                raise
+            _fail(f"internal error ({type(exc).__name__}: {exc}); this is a bug in optkit: please report it with "
+                  f"the command and model (OPTKIT_TRACEBACK=1 shows where)", 70)
 
 
 @click.group(cls=OptkitGroup)
@@ -82,6 +120,11 @@ def _calibration(calibration_model, calibration_data, samples):
     return provider(calibration_model, calibration_data, samples)
 
 
+def _inputs(*paths) -> tuple[Path, ...]:
+    """The files a command reads: no output may replace them."""
+    return tuple(Path(p) for p in paths if p)
+
+
 def _instruments(dump_ir: str | None):
     from .instruments import default_instruments
 
@@ -107,14 +150,15 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
     from .pass_base import PassContext
     from .pass_spec import build_passes
 
+    check_file_output(output, _inputs(model, calibration_data))    # refuse before the passes run, not after
     spec = ",".join(filter(None, [f"specialize-input{{shape={input_shape}}}" if input_shape else "", passes]))
     pass_list = build_passes(spec)
     source = load_model(model)
     ctx = PassContext(seed=seed, calibration=_calibration(calibration_model, calibration_data, calibration_samples))
     optimized, records = PassManager(pass_list, _instruments(dump_ir)).run(source, ctx)
-    save_model(optimized, output)
+    save_model(optimized, output, inputs=_inputs(model, calibration_data))
     if report:
-        with atomic_file(report) as tmp:
+        with atomic_file(report, _inputs(model, calibration_data, output), "--report") as tmp:
             tmp.write_text(json.dumps([r.as_dict(with_timing=True) for r in records], indent=2) + "\n")
     console.print(_pass_table(records, f"{model} → {output}"))
 
@@ -131,8 +175,9 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
 @click.option("--schedules", type=click.Choice(["default", "none"]), default="default", show_default=True,
               help="optkit's default CPU schedules for functions no tuning record covers, or none (TVM's loops).")
 @click.option("--tuning-db", type=click.Path(path_type=Path), help="MetaSchedule database from `optkit tune`.")
+@click.option("--force", is_flag=True, help="Replace -o even if it is a directory optkit did not create.")
 @calibration_options
-def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db,
+def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force,
                 calibration_model, calibration_data, calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
     from .compiler import compile_model, tuning_label
@@ -141,7 +186,7 @@ def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, 
     target = get_target(target_name)
     result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
                            instruments=_instruments(dump_ir), schedules=schedules, tuning_db=tuning_db,
-                           calibration=_calibration(calibration_model, calibration_data, calibration_samples))
+                           force=force, inputs=_inputs(calibration_data), calibration=_calibration(calibration_model, calibration_data, calibration_samples))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
     counts = ", ".join(f"{k} {v}" for k, v in result.manifest["schedules"]["functions"].items() if v)
@@ -197,7 +242,7 @@ def run(artifact, inputs, output, emulate, compare, threads):
     for name, value in result.outputs.items():
         console.print(f"{name}: shape {list(value.shape)} {value.dtype}  [{result.how}]")
     if output:
-        with atomic_file(output) as tmp:
+        with atomic_file(output, _inputs(artifact, *(i.partition("=")[2] or i for i in inputs))) as tmp:
             with open(tmp, "wb") as f:
                 if output.suffix == ".npz":
                     np.savez(f, **result.outputs)

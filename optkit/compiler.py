@@ -13,7 +13,7 @@ import onnx
 
 from . import __version__
 from .artifact import OPTIMIZED_ONNX, deterministic_tar, sha256_file, write_manifest
-from .atomic import atomic_directory
+from .atomic import atomic_directory, check_directory_output
 from .errors import CompileError
 from .instruments import Instrument, PassRecord
 from .int8_dot import has_dot_product
@@ -204,9 +204,13 @@ def _tensor_list(specs) -> list[dict[str, Any]]:
 def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | os.PathLike,
                   passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
                   instruments: list[Instrument] | None = None, calibration=None, schedules: str = "default",
-                  tuning_db: str | os.PathLike | None = None) -> CompileResult:
-    """Optimize, build and export; the directory appears only if every step succeeded."""
+                  tuning_db: str | os.PathLike | None = None, force: bool = False,
+                  inputs: tuple[str | os.PathLike, ...] = ()) -> CompileResult:
+    """Optimize, build and export; the directory appears only if every step succeeded. `out_dir` must be
+    new, empty or an earlier artifact (or `force`), and never the model or another of `inputs`."""
     model_path = Path(model_path)
+    inputs = (model_path, *inputs, *([tuning_db] if tuning_db else []))
+    check_directory_output(out_dir, inputs, force)      # refuse before the long build, not after it
     front = frontend(model_path, target, passes, input_shapes, seed, instruments, calibration)
     optimized, records = front.optimized, front.records
     database, tuning = None, "untuned"
@@ -218,7 +222,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
     if schedule_counts["from_database"]:
         tuning = {"database_sha256": database_digest(tuning_db), "tuned_functions": schedule_counts["from_database"],
                   "functions": sum(schedule_counts.values())}
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, inputs, force) as tmp:
         library, description = export(executable, target, tmp)
         (tmp / OPTIMIZED_ONNX).write_bytes(optimized.SerializeToString(deterministic=True))
         manifest = {

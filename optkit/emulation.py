@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import check_directory_output
 from .errors import ArtifactError
 
 SETUP_SCRIPT = Path(__file__).with_name("prepare_aarch64_sysroot.sh")
@@ -24,11 +25,21 @@ def sysroot_path() -> Path:
     return Path(os.environ.get("OPTKIT_AARCH64_SYSROOT", str(default)))
 
 
+def is_sysroot(path: Path) -> bool:
+    """A sysroot this script prepared (complete, or the marker of one)."""
+    return (path / ".complete").is_file() and (path / "opt" / "optkit-site").is_dir()
+
+
 def prepare_sysroot(dest: Path | None = None) -> Path:
-    """Run the setup script (apt + pip downloads; needs root or sudo). Idempotent."""
+    """Run the setup script (apt + pip downloads; needs root or sudo). Idempotent. DEST must be new, empty
+    or a sysroot prepared before: nothing else is ever replaced."""
     dest = dest or sysroot_path()
+    check_directory_output(dest, option="emulator setup DEST", owned=is_sysroot, what="a prepared sysroot")
     env = {**os.environ, "PYTHON": sys.executable}  # wheels match the versions installed beside optkit
-    subprocess.run(["bash", str(SETUP_SCRIPT), str(dest)], check=True, env=env)
+    proc = subprocess.run(["bash", str(SETUP_SCRIPT), str(dest)], env=env, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise ArtifactError(f"emulator setup into {dest} failed (exit {proc.returncode}): {tail}")
     return dest
 
 

@@ -37,3 +37,11 @@ class CompileError(OptkitError):
 
 class ArtifactError(OptkitError):
     """An artifact directory is missing, incomplete or built for another machine."""
+
+
+class OutputError(OptkitError):
+    """An output path optkit refuses to write: it is an input, a special file, or holds files optkit did not make."""
+
+
+class ResourceError(OptkitError):
+    """A model would take more memory or time than optkit allows itself (verification runs, shapes)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import onnx
 
-from .errors import PassFailedError
+from .errors import PassFailedError, ResourceError
 from .numerics import compare, first_divergent_node, make_inputs, run_ort
 from .pass_base import Pass, PassContext, PassResult
 from .stats import ModelStats, model_stats
@@ -92,13 +92,18 @@ class NumericEquivalence(Instrument):
             return
         # The pass may have fixed symbolic dims, so the inputs follow the result's (more specific) shapes.
         feeds = make_inputs(result.model, ctx.seed)
+        what = f"pass '{pass_.name}': verification run"
         try:
-            expected = run_ort(before, feeds)
+            expected = run_ort(before, feeds, what=what)
+        except ResourceError:
+            raise
         except Exception as exc:
             raise PassFailedError(pass_.name, f"input model does not run on the verification inputs "
                                               f"{ {k: v.shape for k, v in feeds.items()} }: {exc}") from exc
         try:
-            actual = run_ort(result.model, feeds)
+            actual = run_ort(result.model, feeds, what=what)
+        except ResourceError:
+            raise
         except Exception as exc:
             raise PassFailedError(pass_.name, f"result does not run under onnxruntime: {exc}") from exc
         worst, bad = compare(expected, actual, self.rtol, self.atol)

@@ -10,6 +10,7 @@ from google.protobuf.message import DecodeError
 
 from .atomic import atomic_file
 from .errors import ModelLoadError
+from .resources import check_memory
 
 
 def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
@@ -34,6 +35,7 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
         onnx.load_external_data_for_model(model, str(path.parent))
     if check:
         check_model(model, str(path))
+    check_memory(model, str(path))
     return model
 
 
@@ -46,7 +48,7 @@ def check_model(model: onnx.ModelProto, where: str) -> None:
         raise ModelLoadError(f"{where}: fails the ONNX checker: {' '.join(first[:3])}") from exc
 
 
-def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Serialize atomically and deterministically (same model, same bytes)."""
-    with atomic_file(path) as tmp:
+def save_model(model: onnx.ModelProto, path: str | os.PathLike, inputs=()) -> None:
+    """Serialize atomically and deterministically (same model, same bytes); never over one of `inputs`."""
+    with atomic_file(path, inputs) as tmp:
         tmp.write_bytes(model.SerializeToString(deterministic=True))

@@ -88,10 +88,11 @@ def ort_session(model: onnx.ModelProto, threads: int = 1, optimize: bool = False
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
-            threads: int = 1) -> dict[str, np.ndarray]:
-    sess = ort_session(model, threads)
-    names = outputs or [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
+            threads: int = 1, what: str = "reference run") -> dict[str, np.ndarray]:
+    """One run under onnxruntime, stopped with a ResourceError past optkit's time limit (resources.py)."""
+    from .resources import bounded_ort_run
+
+    return bounded_ort_run(model, feeds, what, ort_session(model, threads), outputs)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,11 @@ for whl in "$work/wheels"/*.whl; do
 done
 
 mkdir -p "$(dirname "$dest")"
-rm -rf "$dest"
+# Never delete what we did not make: DEST may only be missing or an empty directory here.
+if [ -e "$dest" ] && ! rmdir "$dest" 2>/dev/null; then
+  echo "error: $dest exists and is not empty (and not a prepared sysroot); choose another DEST" >&2
+  exit 1
+fi
 mv "$work/root" "$dest"
 touch "$dest/.complete"
 echo "aarch64 sysroot ready at $dest"

@@ -1,0 +1,141 @@
+"""Build-time validation: before compile writes an artifact, the built code runs on generated inputs and is
+compared with onnxruntime on the optimized graph. A compiler that returns wrong numbers silently is the worst
+failure there is, so a build that disagrees is refused, naming the first divergent output.
+
+How each kind of build is run here:
+- host builds: the exported library itself, natively;
+- AArch64 builds: the exported library under qemu user-mode emulation when the sysroot is prepared
+  (`optkit emulator setup`), else a host build of the same Relax module (import, rewrites and lowering are
+  checked; the ARM code generation is not executed, and the manifest says so);
+- iOS builds: a host build of the same Relax module (Linux cannot link or run Mach-O).
+
+Tolerances: float graphs are held elementwise (|diff| <= atol + rtol * max|reference|, NaN/Inf compared by
+position). Quantized (QDQ) graphs may differ from onnxruntime by a rounding step where a value falls on a
+tie, and those steps grow through later layers, so each output must keep an SQNR of at least MIN_QDQ_SQNR_DB
+against onnxruntime; a miscompile (wrong neighbour, wrong window, wrong scale) falls far below it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .errors import CompileError
+from .numerics import compare, input_specs, make_inputs, run_ort
+
+RTOL, ATOL = 1e-4, 1e-4
+MIN_QDQ_SQNR_DB = 30.0
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
+
+
+def is_quantized(model: onnx.ModelProto) -> bool:
+    return any(n.op_type in QDQ_OPS for n in model.graph.node)
+
+
+def _sqnr_db(reference: np.ndarray, got: np.ndarray) -> float:
+    from .calibration import sqnr_db
+
+    return sqnr_db(reference, got)
+
+
+def check_outputs(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], quantized: bool
+                  ) -> tuple[dict[str, Any], str | None]:
+    """(per-output numbers for the manifest, the first failure as a sentence or None)."""
+    numbers: dict[str, Any] = {}
+    for name, ref in reference.items():
+        out = got.get(name)
+        if out is None:
+            return numbers, f"output '{name}' is missing from the build's results"
+        if tuple(out.shape) != tuple(ref.shape):
+            return numbers, f"output '{name}' has shape {list(out.shape)}, onnxruntime's {list(ref.shape)}"
+        worst, bad = compare({name: ref}, {name: out}, RTOL, ATOL)
+        entry = {"max_abs_diff": float(f"{worst:.3g}")}
+        if quantized:
+            finite = np.isfinite(ref) & np.isfinite(out)
+            if not np.array_equal(np.isfinite(ref), np.isfinite(out)):
+                return numbers, f"output '{name}' has NaN/Inf where onnxruntime's has none (or the reverse)"
+            sqnr = _sqnr_db(ref[finite], out[finite])
+            entry["sqnr_db"] = None if sqnr == float("inf") else round(sqnr, 2)
+            numbers[name] = entry
+            if sqnr < MIN_QDQ_SQNR_DB:
+                return numbers, (f"output '{name}' is {sqnr:.1f} dB from onnxruntime's (SQNR; at least "
+                                 f"{MIN_QDQ_SQNR_DB:g} dB expected of a quantized graph), max |diff| {worst:.3g}")
+        else:
+            numbers[name] = entry
+            if bad:
+                m = bad[0]
+                return numbers, (f"output '{name}' differs from onnxruntime's by {m.max_abs:.3g} (tolerance "
+                                 f"{m.tolerance:.3g}{', ' + m.reason if m.reason else ''})")
+    return numbers, None
+
+
+def _run_host_library(library: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    from .vm_runner import run_library
+
+    return run_library(str(library), inputs)
+
+
+def _run_host_build(mod, schedules: str) -> list[np.ndarray] | None:
+    """Build the same Relax module for this host and return a runner over it."""
+    from .compiler import build
+    from .targets import get_target
+
+    executable, _ = build(mod, get_target("host"), schedules)
+    return executable
+
+
+def run_build(library: Path, arch: str, export_format: str, mod, schedules: str,
+              inputs: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
+    """Run what was built on `inputs`: (outputs, how it ran)."""
+    from .runner import host_arch
+
+    if export_format == "so" and arch in ("host", host_arch()):
+        return _run_host_library(library, inputs), "native run of the exported library"
+    if export_format == "so" and arch == "aarch64":
+        from .emulation import emulation_ready, run_emulated
+
+        if emulation_ready():
+            return run_emulated(library, inputs), "exported library under qemu-aarch64 user-mode emulation"
+    import tvm
+    from tvm import relax
+
+    executable = _run_host_build(mod, schedules)
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    from .vm_runner import flatten
+
+    result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
+    outputs = [np.asarray(r.numpy()) for r in flatten(result)]
+    return outputs, "host build of the same Relax module (target code generation not executed here)"
+
+
+def validate_build(optimized: onnx.ModelProto, library: Path, arch: str, export_format: str, mod,
+                   schedules: str, seed: int, where: str) -> dict[str, Any]:
+    """Run the build on generated inputs against onnxruntime; raise CompileError if they disagree."""
+    feeds = make_inputs(optimized, seed)
+    names = [s.name for s in input_specs(optimized)]
+    reference = run_ort(optimized, feeds, what=f"{where}: validating the build")
+    with tempfile.TemporaryDirectory(prefix="optkit-validate-") as tmp:
+        private = Path(tmp) / library.name          # a fresh path: dlopen never hands back an older library
+        shutil.copyfile(library, private)
+        try:
+            raw, how = run_build(private, arch, export_format, mod, schedules, [feeds[n] for n in names])
+        except CompileError:
+            raise
+        except Exception as exc:
+            raise CompileError(f"{where}: the built module failed to run on generated inputs "
+                               f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+                               ) from exc
+    got = dict(zip(reference, raw))
+    quantized = is_quantized(optimized)
+    numbers, failure = check_outputs(reference, got, quantized)
+    if failure:
+        raise CompileError(f"{where}: the build disagrees with onnxruntime on the optimized graph: {failure}; "
+                           f"no artifact written (this is a compiler bug: please report the model; --no-validate "
+                           f"writes it anyway)")
+    return {"how": how, "seed": seed, "criterion": f"SQNR >= {MIN_QDQ_SQNR_DB:g} dB per output (quantized graph)"
+            if quantized else f"|diff| <= {ATOL:g} + {RTOL:g} * max|reference| per output", "outputs": numbers}

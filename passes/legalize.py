@@ -1,0 +1,177 @@
+"""`legalize`: rewrite what TVM 0.27's ONNX importer gets wrong or cannot take into exact equivalents.
+
+compile runs it last, before the import, on every model; the pass manager checks its outputs against
+onnxruntime like any exact pass. Each rewrite answers a failure found by fuzzing (tests/test_hostile.py):
+
+- Resize whose declared scale is not out/in (0.5 on an odd size, 1.5, 0.75): ONNX maps coordinates with the
+  declared scale, TVM with out/in, so 96-100 % of outputs were wrong. Also nearest + tf_half_pixel_for_nn
+  (TVM picks the other neighbour at exact .5 ties) and align_corners to a size of 1 (TVM divides by zero).
+  Resize is separable and linear in its input, so each resized axis becomes a constant matrix read off
+  onnxruntime's Resize of an identity: a Gather of source indices for nearest (bit-exact), a MatMul for
+  linear and cubic.
+- Sum/Max/Min/Mean with many inputs: TVM imports them as one nested chain and overflows its stack (SIGSEGV
+  at 3000 inputs); they become a balanced tree of binary ops.
+- Pooling whose window is larger than the (padded) map: onnxruntime's output has one position there, TVM's
+  none; explicit end padding gives TVM the same window (checked numerically like every rewrite here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from optkit.graph import GraphIndex, attr, static_shapes
+from optkit.pass_base import Pass, PassContext, PassResult
+
+VARIADIC = {"Sum": "Add", "Max": "Max", "Min": "Min", "Mean": "Add"}
+MAX_VARIADIC_INPUTS = 8
+RESIZE_MODES = ("nearest", "linear", "cubic")
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def axis_matrix(node: onnx.NodeProto, length: int, scale: float, opset: int) -> np.ndarray:
+    """(out, in) matrix of one resized axis: onnxruntime's Resize (same attributes) of an identity."""
+    import onnxruntime as ort
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [length, 1, length, 1])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    scales = helper.make_tensor("scales", onnx.TensorProto.FLOAT, [4], [1.0, 1.0, scale, 1.0])
+    keep = [a for a in node.attribute if a.name in ("mode", "coordinate_transformation_mode", "nearest_mode",
+                                                    "cubic_coeff_a", "exclude_outside", "antialias")]
+    resize = helper.make_node("Resize", ["x", "", "scales"], ["y"])
+    resize.attribute.extend(keep)
+    graph = helper.make_graph([resize], "axis", [x], [y], [scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"x": np.eye(length, dtype=np.float32).reshape(length, 1, length, 1)})[0]
+    return np.ascontiguousarray(out[:, 0, :, 0].T)
+
+
+def _needs_resize_rewrite(node, shape, scales) -> bool:
+    mode = _s(attr(node, "mode", "nearest"))
+    ctm = _s(attr(node, "coordinate_transformation_mode", "half_pixel"))
+    if mode not in RESIZE_MODES or ctm == "tf_crop_and_resize" or attr(node, "axes") is not None:
+        return False
+    if len(scales) != 4 or len(shape) != 4 or scales[0] != 1 or scales[1] != 1:
+        return False
+    outs = [int(np.floor(n * np.float32(s))) for n, s in zip(shape, scales)]
+    inexact = any(o != n * float(s) for o, n, s in zip(outs[2:], shape[2:], scales[2:]))
+    tie = mode == "nearest" and ctm == "tf_half_pixel_for_nn"
+    single = ctm == "align_corners" and any(o == 1 for o in outs[2:])
+    return inexact or tie or single
+
+
+def _rewrite_resize(index: GraphIndex, node, shape, scales, opset) -> list[onnx.NodeProto]:
+    mode = _s(attr(node, "mode", "nearest"))
+    current, nodes = node.input[0], []
+    for axis in (3, 2):
+        if float(scales[axis]) == 1.0:
+            continue
+        matrix = axis_matrix(node, shape[axis], float(scales[axis]), opset)
+        out = index.fresh_name(f"{node.output[0]}_axis{axis}")
+        base = node.name or node.output[0]
+        if mode == "nearest":
+            idx = index.fresh_name(f"{base}_idx{axis}")
+            index.set_initializer(idx, np.argmax(matrix, axis=1).astype(np.int64))
+            nodes.append(helper.make_node("Gather", [current, idx], [out], axis=axis,
+                                          name=index.fresh_name(f"{base}_gather{axis}")))
+        elif axis == 3:
+            weights = index.fresh_name(f"{base}_cols")
+            index.set_initializer(weights, matrix.T.astype(np.float32))          # (in, out): X @ W
+            nodes.append(helper.make_node("MatMul", [current, weights], [out], name=index.fresh_name(f"{base}_mm3")))
+        else:
+            weights = index.fresh_name(f"{base}_rows")
+            index.set_initializer(weights, matrix.astype(np.float32))            # (out, in): W @ X
+            nodes.append(helper.make_node("MatMul", [weights, current], [out], name=index.fresh_name(f"{base}_mm2")))
+        current = out
+    if not nodes:
+        return [helper.make_node("Identity", [current], [node.output[0]], name=node.name)]
+    nodes[-1].output[0] = node.output[0]
+    return nodes
+
+
+def _tree(index: GraphIndex, node) -> list[onnx.NodeProto]:
+    """A balanced tree of binary ops (Mean: a tree of Adds, then one division)."""
+    op = VARIADIC[node.op_type]
+    level, nodes, base = list(node.input), [], node.name or node.output[0]
+    while len(level) > 1:
+        nxt = []
+        for k in range(0, len(level) - 1, 2):
+            out = index.fresh_name(f"{base}_t")
+            nodes.append(helper.make_node(op, [level[k], level[k + 1]], [out], name=index.fresh_name(f"{base}_{op}")))
+            nxt.append(out)
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    if node.op_type == "Mean":
+        count = index.fresh_name(f"{base}_count")
+        index.set_initializer(count, np.array(len(node.input), dtype=np.float32))
+        nodes.append(helper.make_node("Div", [level[0], count], [node.output[0]], name=index.fresh_name(f"{base}_div")))
+    else:
+        nodes[-1].output[0] = node.output[0]
+    return nodes
+
+
+def _pool_end_pads(node, shape) -> list[int] | None:
+    """Pads that give TVM onnxruntime's window where the window is larger than the padded map, else None."""
+    kernel = attr(node, "kernel_shape")
+    if not kernel or shape is None or len(shape) != len(kernel) + 2 or _s(attr(node, "auto_pad", "NOTSET")) != "NOTSET":
+        return None
+    rank = len(kernel)
+    pads = list(attr(node, "pads", [0] * 2 * rank))
+    dilations = attr(node, "dilations", [1] * rank)
+    grow = False
+    for k in range(rank):
+        window = (kernel[k] - 1) * dilations[k] + 1
+        short = window - (shape[2 + k] + pads[k] + pads[rank + k])
+        if short > 0:
+            pads[rank + k] += short
+            grow = True
+    return pads if grow else None
+
+
+class Legalize(Pass):
+    name = "legalize"
+    exact = True
+    summary = "rewrite what TVM's importer gets wrong (non-integer Resize scales, wide Sum, oversize pool windows)"
+
+    def run(self, model, ctx: PassContext) -> PassResult:
+        index = GraphIndex(model.graph)
+        shapes = static_shapes(model)
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+        new_nodes, stats = [], {"resizes": 0, "variadic": 0, "pools": 0}
+        for node in model.graph.node:
+            if node.op_type in VARIADIC and len(node.input) > MAX_VARIADIC_INPUTS:
+                new_nodes.extend(_tree(index, node))
+                stats["variadic"] += 1
+                continue
+            if node.op_type == "Resize" and len(node.input) >= 3 and node.input[2]:
+                scales, shape = index.constant(node.input[2]), shapes.get(node.input[0])
+                roi_empty = len(node.input) < 2 or not node.input[1] or index.constant(node.input[1]) is not None
+                if scales is not None and shape is not None and roi_empty and _needs_resize_rewrite(node, shape, scales):
+                    new_nodes.extend(_rewrite_resize(index, node, shape, [float(s) for s in scales], opset))
+                    stats["resizes"] += 1
+                    continue
+            if node.op_type in ("MaxPool", "AveragePool") and len(node.output) == 1:
+                pads = _pool_end_pads(node, shapes.get(node.input[0]))
+                if pads is not None:
+                    rewritten = onnx.NodeProto()
+                    rewritten.CopyFrom(node)
+                    kept = [a for a in rewritten.attribute if a.name != "pads"]
+                    del rewritten.attribute[:]
+                    rewritten.attribute.extend(kept + [helper.make_attribute("pads", pads)])
+                    new_nodes.append(rewritten)
+                    stats["pools"] += 1
+                    continue
+            new_nodes.append(node)
+        changed = any(stats.values())
+        if changed:
+            del model.graph.node[:]
+            model.graph.node.extend(new_nodes)
+        return PassResult(model, changed, stats)
