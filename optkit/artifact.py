@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from .atomic import PARTIAL_MARKER
 from .errors import ArtifactError
 
 MANIFEST = "manifest.json"
@@ -45,7 +46,8 @@ deterministic_tar.output_format = "tar"  # type: ignore[attr-defined]
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Add the sha256 of every file in the directory, then write manifest.json (sorted keys, stable)."""
-    manifest["files"] = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
+    manifest["files"] = {p.name: sha256_file(p) for p in sorted(directory.iterdir())
+                         if p.name not in (MANIFEST, PARTIAL_MARKER)}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 

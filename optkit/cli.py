@@ -176,8 +176,10 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
               help="optkit's default CPU schedules for functions no tuning record covers, or none (TVM's loops).")
 @click.option("--tuning-db", type=click.Path(path_type=Path), help="MetaSchedule database from `optkit tune`.")
 @click.option("--force", is_flag=True, help="Replace -o even if it is a directory optkit did not create.")
+@click.option("--no-validate", is_flag=True,
+              help="Write the artifact without running it against onnxruntime first (not recommended).")
 @calibration_options
-def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force,
+def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force, no_validate,
                 calibration_model, calibration_data, calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
     from .compiler import compile_model, tuning_label
@@ -186,12 +188,21 @@ def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, 
     target = get_target(target_name)
     result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
                            instruments=_instruments(dump_ir), schedules=schedules, tuning_db=tuning_db,
-                           force=force, inputs=_inputs(calibration_data), calibration=_calibration(calibration_model, calibration_data, calibration_samples))
+                           force=force, inputs=_inputs(calibration_data), validate=not no_validate,
+                           calibration=_calibration(calibration_model, calibration_data, calibration_samples))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
     counts = ", ".join(f"{k} {v}" for k, v in result.manifest["schedules"]["functions"].items() if v)
     console.print(f"schedules: {tuning_label(result.manifest['tuning'])}; functions by rule: {counts or 'none'}")
+    console.print(f"validated: {_validation_line(result.manifest['validation'])}")
     console.print(f"wrote {output}/: {lib['file']} ({lib['kind']}), model.opt.onnx, manifest.json")
+
+
+def _validation_line(validation: dict) -> str:
+    if "skipped" in validation:
+        return f"NO ({validation['skipped']})"
+    worst = max((o["max_abs_diff"] for o in validation["outputs"].values()), default=0.0)
+    return f"matches onnxruntime on generated inputs (max |diff| {worst:.1e}; {validation['how']})"
 
 
 def _load_inputs(specs: tuple[str, ...], manifest_inputs: list[dict]) -> dict[str, np.ndarray]:

@@ -27,8 +27,10 @@ from .relax_resize import separable_resizes
 from .relax_take import clipped_takes
 from .shapes import format_shape
 from .targets import Target
+from .validate import validate_build
 
 DEFAULT_PIPELINE = "mobile"
+LEGALIZE = "legalize"
 
 # What a Mac, a phone or this machine can do with each export format.
 LIBRARY_KINDS = {
@@ -124,7 +126,9 @@ class Frontend:
 
 def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = "", seed: int = 0,
              instruments: list[Instrument] | None = None, calibration=None) -> Frontend:
-    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
+    # legalize runs last, always: it rewrites what TVM's importer would get wrong (passes/legalize.py).
+    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes,
+                                  LEGALIZE]))
     ctx = PassContext(target=target, seed=seed, calibration=calibration)
     optimized, records = PassManager(build_passes(spec) if spec else [], instruments).run(load_model(model_path), ctx)
     mod = to_relax(optimized, f"{model_path} (after passes)")
@@ -205,9 +209,10 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
                   passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
                   instruments: list[Instrument] | None = None, calibration=None, schedules: str = "default",
                   tuning_db: str | os.PathLike | None = None, force: bool = False,
-                  inputs: tuple[str | os.PathLike, ...] = ()) -> CompileResult:
-    """Optimize, build and export; the directory appears only if every step succeeded. `out_dir` must be
-    new, empty or an earlier artifact (or `force`), and never the model or another of `inputs`."""
+                  inputs: tuple[str | os.PathLike, ...] = (), validate: bool = True) -> CompileResult:
+    """Optimize, build, export and validate (validate.py: the build against onnxruntime on generated inputs);
+    the directory appears only if every step succeeded. `out_dir` must be new, empty or an earlier artifact
+    (or `force`), and never the model or another of `inputs`."""
     model_path = Path(model_path)
     inputs = (model_path, *inputs, *([tuning_db] if tuning_db else []))
     check_directory_output(out_dir, inputs, force)      # refuse before the long build, not after it
@@ -224,6 +229,10 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
                   "functions": sum(schedule_counts.values())}
     with atomic_directory(out_dir, inputs, force) as tmp:
         library, description = export(executable, target, tmp)
+        validation = {"skipped": "validation turned off (--no-validate)"}
+        if validate:
+            validation = validate_build(optimized, tmp / library, target.arch, target.export_format, front.mod,
+                                        schedules, seed, f"{model_path} for '{target.name}'")
         (tmp / OPTIMIZED_ONNX).write_bytes(optimized.SerializeToString(deterministic=True))
         manifest = {
             "format": "optkit-artifact/1",
@@ -241,6 +250,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "integer_convolutions": front.integer_convolutions,
             "dot_product_convolutions": front.dot_product_convolutions,
             "separable_resizes": front.separable_resizes,
+            "validation": validation,
         }
         write_manifest(tmp, manifest)
     return CompileResult(Path(out_dir), manifest, records)

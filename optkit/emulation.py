@@ -8,16 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import check_directory_output
 from .errors import ArtifactError
+from .isolated_run import run_library_isolated
 
 SETUP_SCRIPT = Path(__file__).with_name("prepare_aarch64_sysroot.sh")
-RUNNER_SCRIPT = Path(__file__).with_name("vm_runner.py")
 
 
 def sysroot_path() -> Path:
@@ -54,18 +53,18 @@ def _check_ready(sysroot: Path) -> str:
     return qemu
 
 
+def emulation_ready() -> bool:
+    """Whether `run --emulate` can run here (qemu on PATH and a prepared sysroot)."""
+    try:
+        _check_ready(sysroot_path())
+        return True
+    except ArtifactError:
+        return False
+
+
 def run_emulated(library: Path, inputs: list[np.ndarray], timeout: float = 900) -> list[np.ndarray]:
     sysroot = sysroot_path()
     qemu = _check_ready(sysroot)
-    with tempfile.TemporaryDirectory(prefix="optkit-emu-") as tmp:
-        in_path, out_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
-        np.savez(in_path, *inputs)
-        cmd = [qemu, "-L", str(sysroot), "-E", f"PYTHONPATH={sysroot}/opt/optkit-site",
-               "-E", f"PYTHONHOME={sysroot}/usr", str(sysroot / "usr/bin/python3.11"),
-               str(RUNNER_SCRIPT), str(library), str(in_path), str(out_path)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            raise ArtifactError(f"emulated run of {library} failed (exit {proc.returncode}):\n{tail}")
-        with np.load(out_path) as data:
-            return [data[f"arr_{k}"] for k in range(len(data.files))]
+    interpreter = [qemu, "-L", str(sysroot), "-E", f"PYTHONPATH={sysroot}/opt/optkit-site",
+                   "-E", f"PYTHONHOME={sysroot}/usr", str(sysroot / "usr/bin/python3.11")]
+    return run_library_isolated(library, inputs, timeout, interpreter, "emulated run")

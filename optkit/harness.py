@@ -226,10 +226,11 @@ def _pass_metrics(task, source, records, snapshots, limit: int) -> list[dict]:
     from .reference_models.catalog import evaluate_runner, session_runner
     from .stats import model_stats
 
-    rows = []
-    for name, model in [("source", source), *[(r.spec, m) for r, m in zip(records, snapshots)]]:
+    rows, value = [], None
+    for name, model, changed in [("source", source, True), *[(r.spec, m, r.changed) for r, m in zip(records, snapshots)]]:
         stats = model_stats(model)
-        value = evaluate_runner(task, session_runner(model), limit, is_reference=name == "source").value
+        if changed or value is None:       # a pass that changed nothing keeps the metric before it
+            value = evaluate_runner(task, session_runner(model), limit, is_reference=name == "source").value
         rows.append({"after": name, "nodes": stats.nodes, "params": stats.params, "size_bytes": stats.size_bytes,
                      "flops": stats.flops, "metric": round(value, 6)})
     return rows

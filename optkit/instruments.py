@@ -89,6 +89,12 @@ class NumericEquivalence(Instrument):
             return
         if not pass_.exact:
             record.output_sqnr_db = self._lossy_error(pass_.name, before, result.model, ctx)
+            floor = pass_.min_output_sqnr_db
+            if floor is None:
+                raise PassFailedError(pass_.name, "is lossy but declares no min_output_sqnr_db (the SQNR it guarantees)")
+            if not record.output_sqnr_db >= floor:
+                raise PassFailedError(pass_.name, f"worst output SQNR {record.output_sqnr_db:.1f} dB against its input "
+                                                  f"is below the {floor:g} dB it guarantees")
             return
         # The pass may have fixed symbolic dims, so the inputs follow the result's (more specific) shapes.
         feeds = make_inputs(result.model, ctx.seed)

@@ -32,6 +32,8 @@ class PassManager:
                 raise
             except Exception as exc:
                 raise PassFailedError(pass_.name, f"raised {type(exc).__name__}: {exc}") from exc
+            # What the pass says is not trusted: the model changed if its bytes did, and is then checked.
+            result.changed = _serialized(result.model) != _serialized(current)
             record.changed, record.stats = result.changed, dict(result.stats)
             for inst in self.instruments:
                 inst.run_after_pass(pass_, current, result, ctx, record)
@@ -39,3 +41,7 @@ class PassManager:
             records.append(record)
             current = result.model
         return current, records
+
+
+def _serialized(model: onnx.ModelProto) -> bytes:
+    return model.SerializeToString(deterministic=True)

@@ -16,6 +16,8 @@ from onnx import helper
 # Symbolic dims get these sizes when no shape is given: batch 1, everything else large enough for
 # typical conv stacks to stay valid.
 DEFAULT_BATCH = 1
+
+ort.set_default_logger_severity(3)   # warnings of deprecated attributes and the like are not ours to print
 DEFAULT_DIM = 32
 
 
@@ -122,11 +124,18 @@ def compare(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], rtol
         if exp.shape != got.shape:
             bad.append(Mismatch(name, float("inf"), 0.0, f"shape {got.shape} != {exp.shape}"))
             continue
-        diff = max_abs_diff(exp, got)
-        tol = atol + rtol * float(np.max(np.abs(exp))) if exp.size else atol
+        # NaN and Inf are compared by position: the same non-finite value in the same place is agreement.
+        floating = np.issubdtype(exp.dtype, np.floating) and np.issubdtype(got.dtype, np.floating)
+        agree = ((np.isnan(exp) & np.isnan(got)) | (np.isinf(exp) & (exp == got))) if floating \
+            else np.zeros(exp.shape, bool)
+        exp_f, got_f = exp[~agree], got[~agree]
+        diff = max_abs_diff(exp_f, got_f)
+        magnitude = np.abs(exp_f[np.isfinite(exp_f)]) if floating else np.abs(exp_f)
+        tol = atol + rtol * float(np.max(magnitude)) if magnitude.size else atol
         worst = max(worst, diff)
-        if not diff <= tol:  # catches NaN too
-            bad.append(Mismatch(name, diff, tol))
+        if not diff <= tol:  # a NaN or Inf in only one of them fails here too
+            reason = "non-finite values in different places" if not np.isfinite(diff) else ""
+            bad.append(Mismatch(name, diff, tol, reason))
     return worst, bad
 
 

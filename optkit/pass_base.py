@@ -35,11 +35,29 @@ class PassResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+def parse_bool(text: str) -> bool:
+    """Option strings for booleans: true/false/1/0 (any case), nothing else. Python's bool("false") is True."""
+    value = str(text).strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError("expected true, false, 1 or 0")
+    return value in ("true", "1")
+
+
+def choice(*values: str) -> Callable[[str], str]:
+    """An option type that accepts exactly one of `values`."""
+    def parse(text: str) -> str:
+        if text not in values:
+            raise ValueError(f"choose one of {', '.join(values)}")
+        return text
+
+    return parse
+
+
 @dataclass(frozen=True)
 class PassOption:
     """One typed option of a pass, as written in a pass spec: `name{option=value}`."""
 
-    type: Callable[[str], Any]
+    type: Callable[[str], Any]     # parses the option's string; `bool` means parse_bool
     default: Any
     help: str
 
@@ -48,12 +66,16 @@ class Pass:
     """Base class of every optkit pass.
 
     Subclasses set `name`, `exact` (the manager then checks outputs numerically against the input
-    model with onnxruntime) and `options`, and implement `run`. `run` must not modify the model it
+    model with onnxruntime; lossy passes declare `min_output_sqnr_db` instead) and `options`, and implement
+    `run`. `run` must not modify the model it
     is given: it works on a copy (see `copy_model`) and returns the new model.
     """
 
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = True
+    # Lossy passes only: the worst output SQNR (dB, against the pass's input on calibration data) the pass
+    # guarantees; the manager fails the pass below it. A lossy pass must declare one.
+    min_output_sqnr_db: ClassVar[float | None] = None
     options: ClassVar[dict[str, PassOption]] = {}
     summary: ClassVar[str] = ""
 
@@ -66,8 +88,9 @@ class Pass:
         for key, opt in self.options.items():
             value = options.get(key, opt.default)
             if isinstance(value, str) and opt.type is not str:
+                parse = parse_bool if opt.type is bool else opt.type
                 try:
-                    value = opt.type(value)
+                    value = parse(value)
                 except (TypeError, ValueError) as exc:
                     raise OptionError(f"pass '{self.name}': bad value {value!r} for option '{key}': {exc}") from exc
             self.config[key] = value

@@ -26,6 +26,10 @@ def _limit(name: str, default: float) -> float:
         raise ResourceError(f"{name}={os.environ[name]!r}: expected a number") from exc
 
 
+def run_timeout_s() -> float:
+    return _limit("OPTKIT_RUN_TIMEOUT_S", 120)
+
+
 def tensor_sizes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], int]]:
     """Every tensor with a known static shape: (shape, bytes), from ONNX shape inference."""
     from onnx import helper
@@ -72,7 +76,7 @@ def bounded_ort_run(model: onnx.ModelProto | None, feeds: dict[str, np.ndarray],
 
     from .numerics import ort_session
 
-    timeout = _limit("OPTKIT_RUN_TIMEOUT_S", 120)
+    timeout = run_timeout_s()
     sess = session or ort_session(model)
     options = ort.RunOptions()
     options.log_severity_level = 4       # the terminate flag is reported by our own error, not a log line

@@ -23,7 +23,7 @@ class RunResult:
     mismatches: list | None = None
 
 
-def _host_arch() -> str:
+def host_arch() -> str:
     return {"x86_64": "x86_64", "AMD64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
         platform.machine(), platform.machine())
 
@@ -58,7 +58,7 @@ def run_artifact(directory: str | Path, inputs: dict[str, np.ndarray], emulate: 
     arch = manifest["target"]["arch"]
     if manifest["library"]["export_format"] == "tar":
         raise ArtifactError(f"{directory}: {manifest['library']['kind']}; it cannot run here")
-    if arch == "aarch64" and _host_arch() != "aarch64":
+    if arch == "aarch64" and host_arch() != "aarch64":
         if not emulate:
             raise ArtifactError(f"{directory} is an AArch64 build for '{manifest['target']['name']}'; run it on "
                                 f"the device, or here with --emulate (qemu user-mode, for correctness only)")
@@ -68,7 +68,7 @@ def run_artifact(directory: str | Path, inputs: dict[str, np.ndarray], emulate: 
     else:
         from .vm_runner import run_library
 
-        raw, how = run_library(str(library), ordered, threads), f"native ({_host_arch()})"
+        raw, how = run_library(str(library), ordered, threads), f"native ({host_arch()})"
     names = [o["name"] for o in manifest["outputs"]]
     outputs = dict(zip(names, raw))
     result = RunResult(outputs, how)

@@ -17,15 +17,13 @@ against onnxruntime; a miscompile (wrong neighbour, wrong window, wrong scale) f
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from .errors import CompileError
+from .errors import CompileError, OptkitError
 from .numerics import compare, input_specs, make_inputs, run_ort
 
 RTOL, ATOL = 1e-4, 1e-4
@@ -74,43 +72,38 @@ def check_outputs(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], 
     return numbers, None
 
 
-def _run_host_library(library: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    from .vm_runner import run_library
+def _run_host_build(mod, schedules: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Build the same Relax module for this host and run it in this process."""
+    import tvm
+    from tvm import relax
 
-    return run_library(str(library), inputs)
-
-
-def _run_host_build(mod, schedules: str) -> list[np.ndarray] | None:
-    """Build the same Relax module for this host and return a runner over it."""
     from .compiler import build
     from .targets import get_target
+    from .vm_runner import flatten
 
     executable, _ = build(mod, get_target("host"), schedules)
-    return executable
+    result = relax.VirtualMachine(executable, tvm.cpu())["main"](
+        *[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
+    return [np.asarray(r.numpy()) for r in flatten(result)]
 
 
 def run_build(library: Path, arch: str, export_format: str, mod, schedules: str,
               inputs: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
     """Run what was built on `inputs`: (outputs, how it ran)."""
+    from .isolated_run import run_library_isolated
+    from .resources import run_timeout_s
     from .runner import host_arch
 
     if export_format == "so" and arch in ("host", host_arch()):
-        return _run_host_library(library, inputs), "native run of the exported library"
+        outputs = run_library_isolated(library, inputs, run_timeout_s(), label="validation run")
+        return outputs, "exported library, run natively in a child process"
     if export_format == "so" and arch == "aarch64":
         from .emulation import emulation_ready, run_emulated
 
         if emulation_ready():
             return run_emulated(library, inputs), "exported library under qemu-aarch64 user-mode emulation"
-    import tvm
-    from tvm import relax
-
-    executable = _run_host_build(mod, schedules)
-    vm = relax.VirtualMachine(executable, tvm.cpu())
-    from .vm_runner import flatten
-
-    result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
-    outputs = [np.asarray(r.numpy()) for r in flatten(result)]
-    return outputs, "host build of the same Relax module (target code generation not executed here)"
+    return (_run_host_build(mod, schedules, inputs),
+            "host build of the same Relax module (the target's code generation is not executed here)")
 
 
 def validate_build(optimized: onnx.ModelProto, library: Path, arch: str, export_format: str, mod,
@@ -119,17 +112,14 @@ def validate_build(optimized: onnx.ModelProto, library: Path, arch: str, export_
     feeds = make_inputs(optimized, seed)
     names = [s.name for s in input_specs(optimized)]
     reference = run_ort(optimized, feeds, what=f"{where}: validating the build")
-    with tempfile.TemporaryDirectory(prefix="optkit-validate-") as tmp:
-        private = Path(tmp) / library.name          # a fresh path: dlopen never hands back an older library
-        shutil.copyfile(library, private)
-        try:
-            raw, how = run_build(private, arch, export_format, mod, schedules, [feeds[n] for n in names])
-        except CompileError:
-            raise
-        except Exception as exc:
-            raise CompileError(f"{where}: the built module failed to run on generated inputs "
-                               f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
-                               ) from exc
+    try:
+        raw, how = run_build(library, arch, export_format, mod, schedules, [feeds[n] for n in names])
+    except OptkitError as exc:
+        raise CompileError(f"{where}: the built module failed to run on generated inputs: {exc}") from exc
+    except Exception as exc:  # TVM's own errors from a host build of the module
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CompileError(f"{where}: the built module failed to run on generated inputs: "
+                           f"{type(exc).__name__}: {first}") from exc
     got = dict(zip(reference, raw))
     quantized = is_quantized(optimized)
     numbers, failure = check_outputs(reference, got, quantized)

@@ -11,6 +11,8 @@ onnxruntime like any exact pass. Each rewrite answers a failure found by fuzzing
   linear and cubic.
 - Sum/Max/Min/Mean with many inputs: TVM imports them as one nested chain and overflows its stack (SIGSEGV
   at 3000 inputs); they become a balanced tree of binary ops.
+- Pad whose constant value is a DequantizeLinear of a constant (what onnxruntime's quantizer makes of it):
+  TVM's importer wants a constant there; the dequantized value is computed here as onnxruntime does.
 - Pooling whose window is larger than the (padded) map: onnxruntime's output has one position there, TVM's
   none; explicit end padding gives TVM the same window (checked numerically like every rewrite here).
 """
@@ -136,6 +138,19 @@ def _pool_end_pads(node, shape) -> list[int] | None:
     return pads if grow else None
 
 
+def _dequantized_constant(index: GraphIndex, name: str) -> np.ndarray | None:
+    """The value of DequantizeLinear(constant, constant scale, constant zero point), per tensor, else None."""
+    node = index.producer.get(name)
+    if node is None or node.op_type != "DequantizeLinear":
+        return None
+    values = [index.constant(i) if i else None for i in node.input]
+    q, scale = values[0], values[1]
+    zero = values[2] if len(values) > 2 and values[2] is not None else np.zeros((), np.int32)
+    if q is None or scale is None or scale.size != 1 or zero.size != 1:
+        return None
+    return ((q.astype(np.int32) - zero.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)).astype(np.float32)
+
+
 class Legalize(Pass):
     name = "legalize"
     exact = True
@@ -145,7 +160,7 @@ class Legalize(Pass):
         index = GraphIndex(model.graph)
         shapes = static_shapes(model)
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-        new_nodes, stats = [], {"resizes": 0, "variadic": 0, "pools": 0}
+        new_nodes, stats = [], {"resizes": 0, "variadic": 0, "pools": 0, "pad_values": 0}
         for node in model.graph.node:
             if node.op_type in VARIADIC and len(node.input) > MAX_VARIADIC_INPUTS:
                 new_nodes.extend(_tree(index, node))
@@ -158,6 +173,13 @@ class Legalize(Pass):
                     new_nodes.extend(_rewrite_resize(index, node, shape, [float(s) for s in scales], opset))
                     stats["resizes"] += 1
                     continue
+            if node.op_type == "Pad" and len(node.input) > 2 and node.input[2]:
+                value = _dequantized_constant(index, node.input[2])
+                if value is not None:
+                    folded = index.fresh_name(f"{node.input[2]}_folded")
+                    index.set_initializer(folded, value)
+                    node.input[2] = folded
+                    stats["pad_values"] += 1
             if node.op_type in ("MaxPool", "AveragePool") and len(node.output) == 1:
                 pads = _pool_end_pads(node, shapes.get(node.input[0]))
                 if pads is not None:

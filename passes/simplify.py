@@ -12,7 +12,7 @@ class Simplify(Pass):
     exact = True
     summary = "constant folding and redundant-node removal with onnx-simplifier (onnxsim)"
     options = {
-        "fuse-bn": PassOption(lambda s: s.lower() in ("1", "true", "yes"), False,
+        "fuse-bn": PassOption(bool, False,
                               "let onnxsim fuse BatchNormalization too (fold-bn does it with checks)"),
     }
 

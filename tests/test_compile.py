@@ -29,7 +29,7 @@ def test_host_build_runs_and_matches_onnxruntime(small_model, tmp_path):
     manifest = read_manifest(tmp_path / "host")
     assert manifest == result.manifest
     assert manifest["inputs"] == [{"name": "x", "shape": [1, 3, 24, 32], "dtype": "float32"}]
-    assert [p["pass"] for p in manifest["passes"]] == ["fold-bn", "simplify", "eliminate-dead"]
+    assert [p["pass"] for p in manifest["passes"]] == ["fold-bn", "simplify", "eliminate-dead", "legalize"]
     assert manifest["versions"]["tvm_ffi"] == "0.1.14.post0"
     assert set(manifest["files"]) == {"model.so", "model.opt.onnx"}
     feeds = make_inputs(small_convnet(), seed=4)
