@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import struct
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -51,19 +52,83 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def _require(manifest: dict, path: Path, key: str, kind: type, where: str = "") -> Any:
+    container = manifest
+    for part in key.split("."):
+        if not isinstance(container, dict) or part not in container:
+            raise ArtifactError(f"{path}: manifest has no '{key}' (not written by optkit, or edited)")
+        container = container[part]
+    if not isinstance(container, kind):
+        raise ArtifactError(f"{path}: manifest's '{key}' is not a {kind.__name__}")
+    return container
+
+
+def _inside(directory: Path, name: str, manifest_path: Path) -> Path:
+    """The file `name` of the artifact; names that leave the directory (or are links) are refused."""
+    file = directory / name
+    if not name or "/" in name or "\\" in name or name in (".", "..") or file.is_symlink():
+        raise ArtifactError(f"{manifest_path}: file '{name}' is not a plain file inside the artifact directory")
+    return file
+
+
+def check_elf_complete(file: Path) -> None:
+    """A shared object whose headers point past its end (truncated, then re-hashed) would crash the loader
+    with SIGBUS; refuse it instead."""
+    data_size = file.stat().st_size
+    with open(file, "rb") as f:
+        header = f.read(64)
+        if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2:
+            raise ArtifactError(f"{file}: not a 64-bit ELF shared object (truncated or corrupt)")
+        little = header[5] == 1
+        order = "<" if little else ">"
+        phoff, shoff = struct.unpack_from(order + "QQ", header, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", header, 54)
+        if phoff + phnum * phentsize > data_size or shoff + shnum * shentsize > data_size:
+            raise ArtifactError(f"{file}: truncated ({data_size} bytes; its headers point past the end)")
+        f.seek(phoff)
+        table = f.read(phnum * phentsize)
+    for k in range(phnum):
+        p_offset, = struct.unpack_from(order + "Q", table, k * phentsize + 8)
+        p_filesz, = struct.unpack_from(order + "Q", table, k * phentsize + 32)
+        if p_offset + p_filesz > data_size:
+            raise ArtifactError(f"{file}: truncated ({data_size} bytes; segment {k} ends at {p_offset + p_filesz})")
+
+
 def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of an artifact, after checking its schema, that every file it names lies inside the
+    directory, that the library and optimized ONNX are among the hashed files, and every hash."""
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{directory}: not an optkit artifact directory (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest: {exc}") from exc
-    for name, digest in manifest.get("files", {}).items():
-        file = directory / name
+    if not isinstance(manifest, dict) or not str(manifest.get("format", "")).startswith("optkit-artifact/"):
+        raise ArtifactError(f"{path}: not an optkit artifact manifest (no 'format': 'optkit-artifact/...')")
+    files = _require(manifest, path, "files", dict)
+    library = _require(manifest, path, "library.file", str)
+    _require(manifest, path, "library.export_format", str)
+    _require(manifest, path, "library.kind", str)
+    optimized = _require(manifest, path, "optimized_onnx", str)
+    _require(manifest, path, "target.arch", str)
+    _require(manifest, path, "target.name", str)
+    for key in ("inputs", "outputs"):
+        for k, spec in enumerate(_require(manifest, path, key, list)):
+            if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("shape"), list)
+                    and isinstance(spec.get("dtype"), str)):
+                raise ArtifactError(f"{path}: manifest's {key}[{k}] needs a name, a shape and a dtype")
+    for needed in (library, optimized):
+        if needed not in files:
+            raise ArtifactError(f"{path}: '{needed}' is not among the manifest's hashed files; the artifact "
+                                f"cannot be trusted (rebuild it with optkit compile)")
+    for name, digest in files.items():
+        file = _inside(directory, name, path)
         if not file.is_file():
             raise ArtifactError(f"{directory}: manifest lists {name}, which is missing")
         if sha256_file(file) != digest:
             raise ArtifactError(f"{file}: sha256 differs from the manifest (modified or corrupt)")
+    if manifest["library"]["export_format"] == "so":
+        check_elf_complete(directory / library)
     return manifest

@@ -102,7 +102,10 @@ def atomic_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (
     """Yield a temporary path next to `path`; on success it replaces `path`, on error it is removed."""
     path = check_file_output(path, inputs, option)
     _make_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write in {path.parent}: {exc.strerror}") from exc
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets the usual permissions
     try:
@@ -176,7 +179,10 @@ def atomic_directory(path: str | os.PathLike, inputs: Iterable[str | os.PathLike
     path = check_directory_output(path, inputs, force, option)
     _make_parent(path)
     _remove_stale_partials(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write in {path.parent}: {exc.strerror}") from exc
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact gets the usual permissions
     (tmp / PARTIAL_MARKER).write_text(str(os.getpid()))
     try:

@@ -30,8 +30,23 @@ def from_npz(path: str | Path) -> CalibrationProvider:
     path = Path(path)
     if not path.is_file():
         raise OptionError(f"--calibration-data {path}: no such file")
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise OptionError(f"--calibration-data {path}: not a readable .npz file ({exc})") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise OptionError(f"--calibration-data {path}: a single array; give an .npz with one array per input "
+                          f"name (samples on axis 0), e.g. np.savez(path, x=samples)")
+    with data:
+        try:
+            arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise OptionError(f"--calibration-data {path}: unreadable array ({exc})") from exc
+    if not arrays:
+        raise OptionError(f"--calibration-data {path}: holds no arrays")
+    scalar = [k for k, v in arrays.items() if v.ndim == 0]
+    if scalar:
+        raise OptionError(f"--calibration-data {path}: array '{scalar[0]}' is a scalar; samples go on axis 0")
     counts = {len(v) for v in arrays.values()}
     if len(counts) != 1:
         raise OptionError(f"--calibration-data {path}: inputs have different sample counts {sorted(counts)}")

@@ -21,6 +21,9 @@ from .errors import OptionError, OptkitError
 console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 150)
 
 
+SEED = click.IntRange(0, 2**32 - 1)      # numpy's generators take no negative seed
+
+
 def _one_line(text: str) -> str:
     return " | ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
 
@@ -110,7 +113,7 @@ def calibration_options(fn):
 def calibration_samples_option(fn):
     from .calibration import CALIBRATION_SAMPLES
 
-    return click.option("--calibration-samples", default=CALIBRATION_SAMPLES, show_default=True,
+    return click.option("--calibration-samples", default=CALIBRATION_SAMPLES, show_default=True, type=click.IntRange(1),
                         help="Calibration samples quantize-int8 uses; tuning records match only builds with the same count.")(fn)
 
 
@@ -138,7 +141,7 @@ def _instruments(dump_ir: str | None):
 @click.option("--passes", default="mobile", show_default=True,
               help="Pass spec, e.g. 'specialize-input{shape=x:1x3x240x320},simplify,fold-bn', or a pipeline name.")
 @click.option("--input-shape", default="", help="Fix input dims first: NAME:1x3x240x320 (several joined by ';').")
-@click.option("--seed", default=0, show_default=True, help="Seed for verification inputs and calibration.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed for verification inputs and calibration.")
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the pass log as JSON.")
 @calibration_options
@@ -170,7 +173,7 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
               help="Artifact directory to create (replaced atomically).")
 @click.option("--passes", default="mobile", show_default=True, help="Pass spec or pipeline applied before TVM.")
 @click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (several joined by ';').")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed for verification and validation inputs.")
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
 @click.option("--schedules", type=click.Choice(["default", "none"]), default="default", show_default=True,
               help="optkit's default CPU schedules for functions no tuning record covers, or none (TVM's loops).")
@@ -240,7 +243,8 @@ def _load_inputs(specs: tuple[str, ...], manifest_inputs: list[dict]) -> dict[st
 @click.option("--emulate", is_flag=True, help="Run an AArch64 artifact under qemu user-mode emulation.")
 @click.option("--compare/--no-compare", default=None,
               help="Compare with onnxruntime on the artifact's optimized ONNX (default: on with --emulate).")
-@click.option("--threads", default=0, show_default=True, help="TVM runtime threads (0: one per core).")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0, 1024),
+              help="TVM runtime threads (0: one per core).")
 def run(artifact, inputs, output, emulate, compare, threads):
     """Execute a compiled artifact on inputs from .npy/.npz files."""
     from .artifact import read_manifest
@@ -370,7 +374,7 @@ def models_list(as_json):
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="Another ONNX with this model's interface (default: the committed reference model).")
 @click.option("--artifact", type=click.Path(path_type=Path), help="A compiled host artifact directory instead.")
-@click.option("--limit", type=int, help="Evaluate only the first N samples of the evaluation set.")
+@click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N samples of the evaluation set.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the evaluation as JSON.")
 def models_eval(name, model_path, artifact, limit, json_path):
     """Evaluate a model with NAME's interface on NAME's evaluation set."""
@@ -445,7 +449,7 @@ def quant_report(model, passes, calibrator, top, json_path, calibration_model, c
 @click.option("--accuracy-budget", type=float, required=True, help="Largest metric cost allowed (e.g. 0.01 mIoU).")
 @click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied before quantizing.")
 @click.option("--calibrator", default="minmax", show_default=True)
-@click.option("--eval-samples", default=40, show_default=True)
+@click.option("--eval-samples", default=40, show_default=True, type=click.IntRange(1))
 @calibration_samples_option
 def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, eval_samples, calibration_samples):
     """Accuracy-aware int8: keep the worst layers in float until the task metric is within budget."""
@@ -474,9 +478,10 @@ def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, 
 @main.command("prune-scan")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--reference-model", "task_name", required=True, help="Whose evaluation set and metric to use.")
-@click.option("--ratio", default=0.5, show_default=True, help="Fraction of each group's channels removed.")
+@click.option("--ratio", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Fraction of each group's channels removed.")
 @click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied first.")
-@click.option("--eval-samples", default=16, show_default=True)
+@click.option("--eval-samples", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--no-reconstruct", is_flag=True, help="Plain removal, without least-squares reconstruction.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path))
 def prune_scan_cmd(model, task_name, ratio, passes, eval_samples, no_reconstruct, json_path):
@@ -519,9 +524,11 @@ def _csv(text: str | None) -> list[str] | None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report as JSON.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="Write JUnit XML for CI.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
-@click.option("--limit", default=20, show_default=True, help="Evaluation samples per model.")
-@click.option("--threads", default=2, show_default=True, help="Threads for TVM and onnxruntime on host.")
-@click.option("--repeat", default=10, show_default=True, help="Timed runs per measurement (after 2 warm-up).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Evaluation samples per model.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 1024),
+              help="Threads for TVM and onnxruntime on host.")
+@click.option("--repeat", default=10, show_default=True, type=click.IntRange(1),
+              help="Timed runs per measurement (after 2 warm-up).")
 @click.option("--rpc", help="HOST:PORT of a TVM RPC tracker: measure ARM builds on the device registered there.")
 @click.option("--key", help="Device key at the tracker (default: the target file's rpc_key).")
 @click.option("--work-dir", default="build/check", show_default=True, type=click.Path(path_type=Path),
@@ -578,7 +585,7 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
 @click.option("-t", "--target", "target_name", default="host", show_default=True)
 @click.option("--db", "db_dir", required=True, type=click.Path(path_type=Path),
               help="Database directory (created, or resumed: tasks with enough records are skipped).")
-@click.option("--trials", default=32, show_default=True, help="Measured candidates per task.")
+@click.option("--trials", default=32, show_default=True, type=click.IntRange(1), help="Measured candidates per task.")
 @click.option("--passes", default="mobile", show_default=True, help="Pipeline applied first (as for compile).")
 @click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (applies to every model).")
 @click.option("--rpc", help="HOST:PORT of a TVM RPC tracker: time candidates on the device registered there.")

@@ -14,7 +14,7 @@ import onnx
 from . import __version__
 from .artifact import OPTIMIZED_ONNX, deterministic_tar, sha256_file, write_manifest
 from .atomic import atomic_directory, check_directory_output
-from .errors import CompileError
+from .errors import CompileError, library_message
 from .instruments import Instrument, PassRecord
 from .int8_dot import has_dot_product
 from .manager import PassManager
@@ -104,7 +104,7 @@ def to_relax(model: onnx.ModelProto, where: str):
     try:
         mod = from_onnx(model, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
     except Exception as exc:
-        raise CompileError(f"{where}: TVM could not import the model: {type(exc).__name__}: {exc}") from exc
+        raise CompileError(f"{where}: TVM could not import the model: {library_message(exc)}") from exc
     return relax.transform.DecomposeOpsForInference()(mod)
 
 
@@ -163,19 +163,19 @@ def build(mod, target: Target, schedules: str = "default", database=None):
 
     if schedules not in SCHEDULES:
         raise CompileError(f"--schedules {schedules!r}: expected one of {', '.join(SCHEDULES)}")
-    mod, tvm_target = lower(mod, target)
-    if database is not None:
-        with tvm_target, database, tvm.transform.PassContext(opt_level=3):
-            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     stats = ScheduleStats()
-    if schedules == "default":
-        mod, stats = schedule_module(mod, tvm_target, stats)
     try:
+        mod, tvm_target = lower(mod, target)
+        if database is not None:
+            with tvm_target, database, tvm.transform.PassContext(opt_level=3):
+                mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        if schedules == "default":
+            mod, stats = schedule_module(mod, tvm_target, stats)
         return tvm.compile(mod, target=tvm_target), stats.as_dict()
     except Exception as exc:
         hint = " (built with optkit's default schedules: try --schedules none, and please report the model)" \
             if stats.scheduled() else ""
-        raise CompileError(f"TVM build for target '{target.name}' failed: {type(exc).__name__}: {exc}{hint}") from exc
+        raise CompileError(f"TVM build for target '{target.name}' failed: {library_message(exc)}{hint}") from exc
 
 
 def export(executable, target: Target, directory: Path) -> tuple[str, str]:

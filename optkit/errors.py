@@ -45,3 +45,10 @@ class OutputError(OptkitError):
 
 class ResourceError(OptkitError):
     """A model would take more memory or time than optkit allows itself (verification runs, shapes)."""
+
+
+def library_message(exc: BaseException) -> str:
+    """`Type: message` of a library's exception on one line: TVM puts its C++ backtrace before the message,
+    so the last non-empty line is the one that says what went wrong."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else '(no message)'}"

@@ -23,7 +23,7 @@ FORMAT = "optkit-check/1"
 @dataclass
 class Verdict:
     check: str            # accuracy | latency | size | baseline-accuracy | baseline-latency | baseline-size
-    status: str           # pass | fail | info (nothing to hold it to)
+    status: str           # pass | fail | info (nothing to hold it to) | noisy (over budget on a busy machine)
     value: float | None
     limit: float | None
     unit: str
@@ -48,7 +48,9 @@ class Cell:
     def status(self) -> str:
         if self.error:
             return "error"
-        return "fail" if any(v.status == "fail" for v in self.verdicts) else "pass"
+        if any(v.status == "fail" for v in self.verdicts):
+            return "fail"
+        return "noisy" if any(v.status == "noisy" for v in self.verdicts) else "pass"
 
 
 @dataclass
@@ -70,7 +72,7 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.status == "pass" for c in self.cells)
+        return all(c.status in ("pass", "noisy") for c in self.cells)
 
     def failures(self) -> list[str]:
         lines = []
@@ -144,6 +146,27 @@ def _latency(artifact: Path, optimized, target: Target, feeds, opts: CheckOption
             "efficiency": estimate.efficiency.as_dict()}, layers
 
 
+# A host cell over its latency budget is re-measured this many more times, keeping the quietest run.
+HOST_RETRIES = 2
+# p95/median above this: the runs of one measurement disagree too much for a verdict.
+NOISY_SPREAD = 1.5
+
+
+def host_noise_verdict(lat: dict) -> tuple[str, str]:
+    """('fail', '') for a host cell over budget on a quiet machine; ('noisy', why) where the same run shows
+    the machine, not the build, was slow: onnxruntime beside it no faster than TVM, or runs spread widely."""
+    if lat.get("kind") != "host":
+        return "fail", ""
+    spread = lat["p95_ms"] / lat["median_ms"] if lat["median_ms"] else 1.0
+    ratio = lat.get("ratio_vs_onnxruntime", float("inf"))
+    if ratio <= 1.0:
+        return "noisy", (f"; noisy, not failed: onnxruntime in the same run took {lat['onnxruntime_median_ms']:.2f} "
+                         f"ms (TVM/onnxruntime {ratio:.2f}), so the machine was slow, not the build")
+    if spread > NOISY_SPREAD:
+        return "noisy", f"; noisy, not failed: p95/median {spread:.2f} over {lat['measurements']} measurement(s)"
+    return "fail", ""
+
+
 def _budget_verdicts(cell: Cell, budget: Budget, higher_is_better: bool) -> list[Verdict]:
     out = []
     acc = cell.accuracy
@@ -164,9 +187,10 @@ def _budget_verdicts(cell: Cell, budget: Budget, higher_is_better: bool) -> list
                            f"{lat['median_ms']:.2f} ms, {lat['source']} (no budget for {cell.target})"))
     else:
         ok = lat["median_ms"] <= ms_limit
-        out.append(Verdict("latency", "pass" if ok else "fail", lat["median_ms"], ms_limit, "ms", lat["source"],
+        status, note = ("pass", "") if ok else host_noise_verdict(lat)
+        out.append(Verdict("latency", status, lat["median_ms"], ms_limit, "ms", lat["source"],
                            f"latency {lat['median_ms']:.2f} ms {'within' if ok else 'over'} budget {ms_limit} ms "
-                           f"({lat['source']}; {cell.tuning})"))
+                           f"({lat['source']}; {cell.tuning}){note}"))
     mb = cell.size["model_mb"]
     if budget.size_mb_max is None:
         out.append(Verdict("size", "info", mb, None, "MB", "optimized ONNX file", f"model {mb:.3f} MB (no budget)"))
@@ -285,6 +309,15 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
                      "higher_is_better": task.higher_is_better, "source": source}
     progress(f"{model} on {target.name}: latency")
     cell.latency, cell.layers = _latency(out_dir, optimized, target, task.sample(0)[0], opts)
+    limit = budget.latency_ms_max.get(target.name)
+    if cell.latency["kind"] == "host":
+        cell.latency["measurements"] = 1
+        while limit is not None and cell.latency["median_ms"] > limit and cell.latency["measurements"] <= HOST_RETRIES:
+            progress(f"{model} on {target.name}: over budget, measuring again")
+            again, _ = _latency(out_dir, optimized, target, task.sample(0)[0], opts)
+            again["measurements"] = cell.latency["measurements"] + 1
+            cell.latency = min(cell.latency, again, key=lambda lat: lat["median_ms"])
+            cell.latency["measurements"] = again["measurements"]
     library = out_dir / result.manifest["library"]["file"]
     cell.size = {"model_mb": round((out_dir / OPTIMIZED_ONNX).stat().st_size / 1e6, 4),
                  "library_mb": round(library.stat().st_size / 1e6, 4), "library": result.manifest["library"]["kind"]}

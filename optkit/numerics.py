@@ -28,6 +28,17 @@ class InputSpec:
     dtype: np.dtype
 
 
+def _np_dtype(vi: onnx.ValueInfoProto) -> np.dtype:
+    from .errors import ModelLoadError
+
+    code = vi.type.tensor_type.elem_type
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(code))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"graph input/output '{vi.name}' has element type {code}, which is not a tensor type "
+                             f"optkit can handle") from exc
+
+
 def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     """Graph inputs that are real inputs (not initializers), with their element types and dims."""
     inits = {t.name for t in model.graph.initializer}
@@ -37,7 +48,7 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
             continue
         tt = vi.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
-        specs.append(InputSpec(vi.name, dims, np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))))
+        specs.append(InputSpec(vi.name, dims, _np_dtype(vi)))
     return specs
 
 
@@ -46,7 +57,7 @@ def output_specs(model: onnx.ModelProto) -> list[InputSpec]:
     for vi in model.graph.output:
         tt = vi.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
-        specs.append(InputSpec(vi.name, dims, np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))))
+        specs.append(InputSpec(vi.name, dims, _np_dtype(vi)))
     return specs
 
 
@@ -65,6 +76,11 @@ def make_inputs(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
         shape = concrete_shape(spec)
         if np.issubdtype(spec.dtype, np.floating):
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif spec.dtype.kind in "OSU":
+            from .errors import OptionError
+
+            raise OptionError(f"input '{spec.name}' is a string tensor; optkit optimizes and compiles models with "
+                              f"numeric inputs only")
         elif spec.dtype == np.bool_:
             feeds[spec.name] = rng.integers(0, 2, shape).astype(np.bool_)
         else:

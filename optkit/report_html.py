@@ -12,7 +12,7 @@ STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:24px;color:#1d2330;max-width:1200px}
 h1{margin:0 0 4px}h2{margin-top:32px;border-bottom:2px solid #e3e6ec;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #d8dce4;padding:4px 8px;text-align:right}
-th{background:#f2f4f8}td.l,th.l{text-align:left}.pass{background:#d9f2dd}.fail{background:#f9d6d5}
+th{background:#f2f4f8}td.l,th.l{text-align:left}.pass{background:#d9f2dd}.fail{background:#f9d6d5}.noisy{background:#fff3cd}
 .error{background:#e6e6e6}.info{color:#667}.badge{display:inline-block;padding:2px 10px;border-radius:10px;
 font-weight:600}.badge.pass{color:#11621e}.badge.fail{color:#8c1410}.small{font-size:12px;color:#555}
 .cell{min-width:170px;text-align:left}.chart{margin:6px 0 14px}
@@ -45,7 +45,7 @@ def _cell_html(cell: Cell | None) -> str:
         return f'<td class="cell error">error: {escape(cell.error[:160])}</td>'
     lines = []
     for v in cell.verdicts:
-        mark = {"pass": "✔", "fail": "✘", "info": "·"}[v.status]
+        mark = {"pass": "✔", "fail": "✘", "info": "·", "noisy": "~"}[v.status]
         if v.limit is None:
             limit = ""
         elif v.check.startswith("baseline"):

@@ -31,7 +31,7 @@ def junit_xml(report: CheckReport) -> bytes:
                 if v.status == "fail":
                     ET.SubElement(case, "failure", message=v.message, type=v.check).text = v.message
                     counts["failures"] += 1
-                elif v.status == "info":
+                elif v.status in ("info", "noisy"):
                     ET.SubElement(case, "skipped", message=v.message)
                     counts["skipped"] += 1
                 else:

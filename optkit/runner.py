@@ -4,6 +4,8 @@ and compare with onnxruntime on the artifact's optimized ONNX."""
 from __future__ import annotations
 
 import platform
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,29 @@ def prepare_inputs(manifest: dict, given: dict[str, np.ndarray]) -> list[np.ndar
     return ordered
 
 
+def _run_private_copy(library: Path, inputs: list[np.ndarray], threads: int) -> list[np.ndarray]:
+    """Load the library from a fresh path: dlopen hands back a library already loaded from the same path, so
+    a process that rebuilt an artifact in place would otherwise run the old code."""
+    from .vm_runner import run_library
+
+    with tempfile.TemporaryDirectory(prefix="optkit-lib-") as tmp:
+        private = Path(tmp) / library.name
+        shutil.copyfile(library, private)
+        return run_library(str(private), inputs, threads)
+
+
+def check_outputs_against_manifest(manifest: dict, raw: list[np.ndarray], directory: Path) -> dict[str, np.ndarray]:
+    """Name the outputs, refusing any whose count, shape or dtype differs from what the manifest declares."""
+    specs = manifest["outputs"]
+    if len(raw) != len(specs):
+        raise ArtifactError(f"{directory}: the library returned {len(raw)} outputs, the manifest declares {len(specs)}")
+    for spec, value in zip(specs, raw):
+        if list(value.shape) != list(spec["shape"]) or str(value.dtype) != spec["dtype"]:
+            raise ArtifactError(f"{directory}: output '{spec['name']}' came back as {list(value.shape)} {value.dtype}; "
+                                f"the manifest declares {spec['shape']} {spec['dtype']} (a miscompiled artifact)")
+    return {spec["name"]: value for spec, value in zip(specs, raw)}
+
+
 def run_artifact(directory: str | Path, inputs: dict[str, np.ndarray], emulate: bool = False,
                  compare_reference: bool = False, threads: int = 0) -> RunResult:
     directory = Path(directory)
@@ -66,11 +91,8 @@ def run_artifact(directory: str | Path, inputs: dict[str, np.ndarray], emulate: 
 
         raw, how = run_emulated(library, ordered), "emulated (qemu-aarch64 user mode)"
     else:
-        from .vm_runner import run_library
-
-        raw, how = run_library(str(library), ordered, threads), f"native ({host_arch()})"
-    names = [o["name"] for o in manifest["outputs"]]
-    outputs = dict(zip(names, raw))
+        raw, how = _run_private_copy(library, ordered, threads), f"native ({host_arch()})"
+    outputs = check_outputs_against_manifest(manifest, raw, directory)
     result = RunResult(outputs, how)
     if compare_reference:
         reference = run_ort(load_model(directory / manifest["optimized_onnx"], check=False),

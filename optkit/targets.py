@@ -90,20 +90,27 @@ def load_target_file(path: Path) -> Target:
         raise OptionError(f"target file {path}: missing key(s) {', '.join(missing)}")
     if data["export_format"] not in _EXPORT_FORMATS:
         raise OptionError(f"target file {path}: export_format must be one of {_EXPORT_FORMATS}")
-    peak = data["peak"]
+    known = set(_REQUIRED) | {"cross_compiler", "clock_ghz", "rpc_key"}
+    field_name = "peak"
     try:
+        peak = data["peak"]
         peak_obj = Peak(float(peak["fp32_gflops"]), float(peak["int8_gops"]), float(peak["bandwidth_gbs"]),
                         str(peak["source"]))
+        values = {}
+        for field_name, kind in (("name", str), ("description", str), ("export_format", str), ("arch", str),
+                                 ("cores", int), ("threads", int), ("tvm", dict), ("cross_compiler", str),
+                                 ("clock_ghz", float), ("rpc_key", str)):
+            raw = data.get(field_name, {"cross_compiler": "", "clock_ghz": 0.0, "rpc_key": ""}.get(field_name))
+            if kind is dict and not isinstance(raw, dict) or kind is str and not isinstance(raw, str):
+                raise TypeError(f"expected a {'table' if kind is dict else 'string'}")
+            values[field_name] = kind(raw)
+            if kind is int and values[field_name] < 0 or kind is float and not values[field_name] >= 0:
+                raise ValueError("must not be negative")
     except KeyError as exc:
         raise OptionError(f"target file {path}: [peak] lacks {exc}") from exc
-    known = set(_REQUIRED) | {"cross_compiler", "clock_ghz", "rpc_key"}
-    return Target(
-        name=data["name"], description=data["description"], tvm=dict(data["tvm"]),
-        export_format=data["export_format"], cross_compiler=data.get("cross_compiler", ""), arch=data["arch"],
-        cores=int(data["cores"]), threads=int(data["threads"]), peak=peak_obj,
-        clock_ghz=float(data.get("clock_ghz", 0.0)), rpc_key=data.get("rpc_key", ""), path=str(path),
-        extra={k: v for k, v in data.items() if k not in known},
-    )
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"target file {path}: bad value for '{field_name}': {exc}") from exc
+    return Target(**values, peak=peak_obj, path=str(path), extra={k: v for k, v in data.items() if k not in known})
 
 
 def list_targets() -> list[Target]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OptionError
+from .errors import OptionError, library_message
 from .targets import Target
 from .vm_runner import SHORT_SPIN, allow_every_core
 
@@ -40,13 +40,21 @@ def open_database(directory: str | Path, target: Target, create: bool = False):
                           f"create one with `optkit tune`")
     marker = directory / TARGET
     if marker.is_file():
-        tuned_for = json.loads(marker.read_text())["target"]
+        try:
+            tuned_for = json.loads(marker.read_text())["target"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OptionError(f"--tuning-db {directory}: {TARGET} is unreadable ({exc}); not an optkit tuning "
+                              f"database, or a corrupt one") from exc
         if tuned_for != target.name:
             raise OptionError(f"--tuning-db {directory} was tuned for target '{tuned_for}', not '{target.name}'")
     elif create:
         directory.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"target": target.name, "tvm_target": target.tvm_target_dict()}, indent=2) + "\n")
-    return ms.database.JSONDatabase(str(directory / WORKLOADS), str(directory / RECORDS), allow_missing=create)
+    try:
+        return ms.database.JSONDatabase(str(directory / WORKLOADS), str(directory / RECORDS), allow_missing=create)
+    except Exception as exc:  # TVM's parse errors of a corrupt JSON-lines file
+        raise OptionError(f"--tuning-db {directory}: corrupt MetaSchedule database ({library_message(exc)}); re-create it with "
+                          f"`optkit tune`") from exc
 
 
 def database_digest(directory: str | Path) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .errors import CompileError, OptkitError
+from .errors import CompileError, OptkitError, library_message
 from .numerics import compare, input_specs, make_inputs, run_ort
 
 RTOL, ATOL = 1e-4, 1e-4
@@ -117,9 +117,8 @@ def validate_build(optimized: onnx.ModelProto, library: Path, arch: str, export_
     except OptkitError as exc:
         raise CompileError(f"{where}: the built module failed to run on generated inputs: {exc}") from exc
     except Exception as exc:  # TVM's own errors from a host build of the module
-        first = (str(exc).strip().splitlines() or [""])[0]
         raise CompileError(f"{where}: the built module failed to run on generated inputs: "
-                           f"{type(exc).__name__}: {first}") from exc
+                           f"{library_message(exc)}") from exc
     got = dict(zip(reference, raw))
     quantized = is_quantized(optimized)
     numbers, failure = check_outputs(reference, got, quantized)
