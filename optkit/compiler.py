@@ -94,12 +94,26 @@ def check_supported_ops(model: onnx.ModelProto, where: str) -> None:
                                f"cannot be imported by TVM {versions()['tvm']}'s ONNX frontend")
 
 
+def check_no_empty_tensors(model: onnx.ModelProto, where: str) -> None:
+    """TVM cannot build a tensor with a zero-size dimension (its loops fail to vectorize); name the first."""
+    from .resources import tensor_sizes
+
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for name, (shape, _) in tensor_sizes(model).items():
+        if 0 in shape:
+            node = producers.get(name)
+            by = f" (output of {node.op_type} node '{node.name or name}')" if node is not None else ""
+            raise CompileError(f"{where}: tensor '{name}'{by} has shape {list(shape)}, with a zero-size dimension "
+                               f"(a pool window or stride larger than its map?); TVM cannot build empty tensors")
+
+
 def to_relax(model: onnx.ModelProto, where: str):
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
     shapes = check_static_inputs(model, where)
     check_supported_ops(model, where)
+    check_no_empty_tensors(model, where)
     dtypes = {s.name: str(s.dtype) for s in input_specs(model)}
     try:
         mod = from_onnx(model, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
@@ -193,7 +207,10 @@ def export(executable, target: Target, directory: Path) -> tuple[str, str]:
                                f"which is not on PATH; {hint}")
         from tvm.support import cc
 
-        kwargs["fcompile"] = cc.cross_compiler(target.cross_compiler)
+        # The triple from the cross compiler itself: TVM asks the host's compiler when no LLVM module is present
+        # (a graph without computation), and packed an x86 object into an AArch64 library.
+        kwargs["fcompile"] = cc.cross_compiler(target.cross_compiler,
+                                               get_target_triple=cc.get_target_by_dump_machine(target.cross_compiler))
     try:
         executable.export_library(str(directory / filename), **kwargs)
     except Exception as exc:

@@ -71,7 +71,7 @@ def check_model(model: onnx.ModelProto, where: str) -> None:
     """Run the ONNX checker (with strict shape inference) and name `where` on failure."""
     try:
         onnx.checker.check_model(model, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         first = str(exc).strip().splitlines()
         raise ModelLoadError(f"{where}: fails the ONNX checker: {' '.join(first[:3])}") from exc
 

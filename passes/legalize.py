@@ -123,16 +123,20 @@ def _tree(index: GraphIndex, node) -> list[onnx.NodeProto]:
 def _pool_end_pads(node, shape) -> list[int] | None:
     """Pads that give TVM onnxruntime's window where the window is larger than the padded map, else None."""
     kernel = attr(node, "kernel_shape")
-    if not kernel or shape is None or len(shape) != len(kernel) + 2 or _s(attr(node, "auto_pad", "NOTSET")) != "NOTSET":
+    if (not kernel or shape is None or len(shape) != len(kernel) + 2 or attr(node, "ceil_mode", 0)
+            or _s(attr(node, "auto_pad", "NOTSET")) != "NOTSET"):
         return None
     rank = len(kernel)
     pads = list(attr(node, "pads", [0] * 2 * rank))
     dilations = attr(node, "dilations", [1] * rank)
+    strides = attr(node, "strides", [1] * rank)
     grow = False
     for k in range(rank):
         window = (kernel[k] - 1) * dilations[k] + 1
         short = window - (shape[2 + k] + pads[k] + pads[rank + k])
-        if short > 0:
+        # ONNX's size (in + pads - window) / stride + 1 divides in C++, truncating towards zero: a window short
+        # by less than a stride still gives one position, which TVM's floor division does not.
+        if 0 < short < strides[k]:
             pads[rank + k] += short
             grow = True
     return pads if grow else None

@@ -14,8 +14,19 @@ from optkit.cli import main
 
 
 def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
+    """Run the CLI in-process with exceptions propagating (catch_exceptions=False: an escaped exception fails
+    the test instead of being caught by the runner). A failure must print exactly one `optkit: error:` line
+    on stderr; an internal error (exit 70) never passes for a user error."""
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if result.exit_code != 0:
+        assert_one_error_line(result.stderr)
     return result.exit_code, result.output
+
+
+def assert_one_error_line(stderr: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("optkit: error: "), stderr
+    assert "internal error" not in lines[0] and "Traceback" not in stderr, stderr
 
 
 def digest(path):

@@ -1,0 +1,136 @@
+"""Hostile input: every reproducer found by fuzzing (tests/data/repro, table in its README) is a regression
+test, a fast subset of the hostile-file corpus (tests/hostile.py) must end in exit 0 or one clean error line,
+and seeded random vision graphs (tests/fuzz_graphs.py) must build and match onnxruntime or be refused cleanly.
+The whole campaign is bench/hostile_campaign.py."""
+
+from pathlib import Path
+
+import onnx
+import pytest
+from fuzz_graphs import random_graph
+from hostile import fast_subset
+from test_cli_errors import invoke
+
+import optkit.compiler as compiler
+from optkit.artifact import read_manifest
+from optkit.calibration import from_npz
+from optkit.compiler import compile_model
+from optkit.errors import CompileError, OptkitError, ResourceError
+from optkit.numerics import compare, make_inputs, run_ort
+from optkit.runner import run_artifact
+from optkit.targets import get_target
+
+REPRO = Path(__file__).parent / "data" / "repro"
+
+
+def compiled_matches_onnxruntime(model_path, out, seed=11, **kwargs):
+    """Compile for host (validated), then run the artifact on inputs the validation did not use."""
+    result = compile_model(model_path, get_target("host"), out, **kwargs)
+    assert "outputs" in result.manifest["validation"]
+    optimized = onnx.load(out / "model.opt.onnx")
+    feeds = make_inputs(optimized, seed)
+    worst, bad = compare(run_ort(optimized, feeds), run_artifact(out, feeds).outputs, 1e-4, 1e-4)
+    assert not bad, bad
+    return result
+
+
+@pytest.mark.parametrize("name", ["resize_linear_scales_noninteger", "resize_nearest_scales_noninteger",
+                                  "resize_cubic_scales_noninteger", "resize_nearest_tf_half_pixel_tie",
+                                  "resize_align_corners_out1_traceback", "maxpool_kernel_gt_input_shape",
+                                  "avgpool_kernel_gt_input_compile_error"])
+def test_resize_and_pool_reproducers_build_and_match_the_source_model(name, tmp_path):
+    """Against the *source* model, not only the optimized one: legalize's rewrite is what makes them right."""
+    path = REPRO / f"{name}.onnx"
+    compiled_matches_onnxruntime(path, tmp_path / "a")
+    source = onnx.load(path)
+    feeds = make_inputs(source, 3)
+    worst, bad = compare(run_ort(source, feeds), run_artifact(tmp_path / "a", feeds).outputs, 1e-4, 1e-4)
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("name", ["resize_linear_scales_noninteger", "resize_nearest_tf_half_pixel_tie",
+                                  "maxpool_kernel_gt_input_shape"])
+def test_validation_refuses_what_tvm_gets_wrong_and_writes_nothing(name, tmp_path, monkeypatch):
+    """Without legalize TVM miscompiles these; the build-time validation must catch it, name the output, and
+    leave no artifact."""
+    monkeypatch.setattr(compiler, "LEGALIZE", "")
+    with pytest.raises(CompileError, match=r"disagrees with onnxruntime.*output 'y'"):
+        compile_model(REPRO / f"{name}.onnx", get_target("host"), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_validate_is_recorded(small_model, tmp_path):
+    result = compile_model(small_model, get_target("host"), tmp_path / "a", validate=False)
+    assert "skipped" in read_manifest(tmp_path / "a")["validation"] == result.manifest["validation"]
+
+
+def test_sum_of_3000_inputs_builds(tmp_path):
+    result = compiled_matches_onnxruntime(REPRO / "crash_sum_3000_inputs_segv.onnx", tmp_path / "a")
+    legalize = next(p for p in result.manifest["passes"] if p["pass"] == "legalize")
+    assert legalize["stats"]["variadic"] == 1
+
+
+def test_endless_loop_is_stopped_naming_the_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTKIT_RUN_TIMEOUT_S", "2")
+    with pytest.raises(ResourceError, match=r"pass 'simplify': verification run: onnxruntime did not finish in 2 s"):
+        compile_model(REPRO / "hang_loop_tripcount_2p62.onnx", get_target("host"), tmp_path / "a")
+
+
+def test_huge_tensor_is_refused_before_allocating(tmp_path):
+    code, text = invoke("compile", REPRO / "memory_constantofshape_1x3x10000x10000.onnx", "--target", "host",
+                        "-o", tmp_path / "a")
+    assert code == 1 and "tensor 'x' of shape [1, 3, 10000, 10000] needs 1.12 GiB" in text
+
+
+@pytest.mark.parametrize("name,pass_stat", [("int8_gemm_bias_shape1_quantizer_indexerror", "gemms_canonicalized"),
+                                            ("int8_gemm_alpha_bias2d_quantizer_valueerror", "gemms_canonicalized"),
+                                            ("int8_pad_constant_value_tvm_import_error", None)])
+def test_int8_reproducers_quantize_and_build(name, pass_stat, tmp_path):
+    result = compiled_matches_onnxruntime(REPRO / f"{name}.onnx", tmp_path / "a", passes="mobile,quantize-int8",
+                                          calibration=from_npz(REPRO / f"{name}.calib.npz"))
+    stats = {p["pass"]: p["stats"] for p in result.manifest["passes"]}
+    if pass_stat:
+        assert stats["quantize-int8"][pass_stat] == 1
+    else:
+        assert stats["legalize"]["pad_values"] == 1
+
+
+@pytest.mark.parametrize("target", ["rk3399", "ios-arm64"])
+def test_identity_only_graph_builds_for_devices(tmp_path, save, target):
+    from graphs import fin, make
+    from onnx import helper
+
+    path = save(make([helper.make_node("Identity", ["x"], ["y"])], [fin("x", [1, 4])], [fin("y", [1, 4])], []))
+    compile_model(path, get_target(target), tmp_path / "a")
+    assert read_manifest(tmp_path / "a")["validation"]["outputs"]["y"]["max_abs_diff"] == 0
+
+
+@pytest.mark.parametrize("case", fast_subset(), ids=lambda case: case[0])
+def test_hostile_file_ends_in_success_or_one_clean_error(case, tmp_path, monkeypatch):
+    name, files = case
+    monkeypatch.setenv("OPTKIT_RUN_TIMEOUT_S", "5")
+    for file, data in files.items():
+        (tmp_path / file).write_bytes(data)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _ = invoke("optimize", tmp_path / "model.onnx", "-o", tmp_path / "out.onnx")   # asserts one error line
+    assert code in (0, 1)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "out.onnx"} == before
+    assert (tmp_path / "out.onnx").exists() == (code == 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_vision_graph_builds_and_matches_or_is_refused(seed, tmp_path, save):
+    path = save(random_graph(seed))
+    try:
+        compiled_matches_onnxruntime(path, tmp_path / "a")
+    except OptkitError as exc:
+        assert "\n" not in str(exc) and not (tmp_path / "a").exists()
+
+
+def test_copied_reproducers_are_the_shared_ones():
+    """tests/data/repro is a copy of the shared reproducers, so CI does not depend on a folder beside the clone."""
+    shared = Path(__file__).parents[2] / "shared" / "repro"
+    if not shared.is_dir():
+        pytest.skip("no shared/ beside this checkout")
+    for file in shared.glob("*.onnx"):
+        assert (REPRO / file.name).read_bytes() == file.read_bytes(), file.name
