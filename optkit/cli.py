@@ -179,10 +179,11 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
               help="optkit's default CPU schedules for functions no tuning record covers, or none (TVM's loops).")
 @click.option("--tuning-db", type=click.Path(path_type=Path), help="MetaSchedule database from `optkit tune`.")
 @click.option("--force", is_flag=True, help="Replace -o even if it is a directory optkit did not create.")
-@click.option("--no-validate", is_flag=True,
-              help="Write the artifact without running it against onnxruntime first (not recommended).")
+@click.option("--validate", "validate", type=click.Choice(["auto", "emulate", "off"]), default="auto", show_default=True,
+              help="Run the build against onnxruntime before writing it: auto (host builds natively, ARM/iOS via a "
+                   "host build of the same module), emulate (the AArch64 library under qemu), off.")
 @calibration_options
-def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force, no_validate,
+def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force, validate,
                 calibration_model, calibration_data, calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
     from .compiler import compile_model, tuning_label
@@ -191,7 +192,7 @@ def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, 
     target = get_target(target_name)
     result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
                            instruments=_instruments(dump_ir), schedules=schedules, tuning_db=tuning_db,
-                           force=force, inputs=_inputs(calibration_data), validate=not no_validate,
+                           force=force, inputs=_inputs(calibration_data), validate=validate,
                            calibration=_calibration(calibration_model, calibration_data, calibration_samples))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]

@@ -27,6 +27,7 @@ from .relax_resize import separable_resizes
 from .relax_take import clipped_takes
 from .shapes import format_shape
 from .targets import Target
+from .validate import MODES as VALIDATION_MODES
 from .validate import validate_build
 
 DEFAULT_PIPELINE = "mobile"
@@ -226,10 +227,13 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
                   passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
                   instruments: list[Instrument] | None = None, calibration=None, schedules: str = "default",
                   tuning_db: str | os.PathLike | None = None, force: bool = False,
-                  inputs: tuple[str | os.PathLike, ...] = (), validate: bool = True) -> CompileResult:
-    """Optimize, build, export and validate (validate.py: the build against onnxruntime on generated inputs);
-    the directory appears only if every step succeeded. `out_dir` must be new, empty or an earlier artifact
-    (or `force`), and never the model or another of `inputs`."""
+                  inputs: tuple[str | os.PathLike, ...] = (), validate: str | bool = "auto") -> CompileResult:
+    """Optimize, build, export and validate (validate.py: the build against onnxruntime on generated inputs;
+    `validate` is auto, emulate or off); the directory appears only if every step succeeded. `out_dir` must
+    be new, empty or an earlier artifact (or `force`), and never the model or another of `inputs`."""
+    validate = {True: "auto", False: "off"}.get(validate, validate)
+    if validate not in VALIDATION_MODES:
+        raise CompileError(f"--validate {validate!r}: expected one of {', '.join(VALIDATION_MODES)}")
     model_path = Path(model_path)
     inputs = (model_path, *inputs, *([tuning_db] if tuning_db else []))
     check_directory_output(out_dir, inputs, force)      # refuse before the long build, not after it
@@ -246,10 +250,10 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
                   "functions": sum(schedule_counts.values())}
     with atomic_directory(out_dir, inputs, force) as tmp:
         library, description = export(executable, target, tmp)
-        validation = {"skipped": "validation turned off (--no-validate)"}
-        if validate:
+        validation = {"skipped": "validation turned off (--validate off)"}
+        if validate != "off":
             validation = validate_build(optimized, tmp / library, target.arch, target.export_format, front.mod,
-                                        schedules, seed, f"{model_path} for '{target.name}'")
+                                        schedules, seed, f"{model_path} for '{target.name}'", validate)
         (tmp / OPTIMIZED_ONNX).write_bytes(optimized.SerializeToString(deterministic=True))
         manifest = {
             "format": "optkit-artifact/1",

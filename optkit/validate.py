@@ -4,10 +4,10 @@ failure there is, so a build that disagrees is refused, naming the first diverge
 
 How each kind of build is run here:
 - host builds: the exported library itself, natively;
-- AArch64 builds: the exported library under qemu user-mode emulation when the sysroot is prepared
-  (`optkit emulator setup`), else a host build of the same Relax module (import, rewrites and lowering are
-  checked; the ARM code generation is not executed, and the manifest says so);
-- iOS builds: a host build of the same Relax module (Linux cannot link or run Mach-O).
+- AArch64 and iOS builds ("auto"): a host build of the same Relax module, so the import, optkit's rewrites
+  and lowering are checked in seconds; the ARM code generation is not executed, and the manifest says so;
+- AArch64 builds with "emulate": the exported library itself under qemu user-mode emulation (needs
+  `optkit emulator setup`; about 20 s more even for a tiny model, since qemu runs Python and TVM's runtime).
 
 Tolerances: float graphs are held elementwise (|diff| <= atol + rtol * max|reference|, NaN/Inf compared by
 position). Quantized (QDQ) graphs may differ from onnxruntime by a rounding step where a value falls on a
@@ -87,8 +87,11 @@ def _run_host_build(mod, schedules: str, inputs: list[np.ndarray]) -> list[np.nd
     return [np.asarray(r.numpy()) for r in flatten(result)]
 
 
+MODES = ("auto", "emulate", "off")
+
+
 def run_build(library: Path, arch: str, export_format: str, mod, schedules: str,
-              inputs: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
+              inputs: list[np.ndarray], mode: str = "auto") -> tuple[list[np.ndarray], str]:
     """Run what was built on `inputs`: (outputs, how it ran)."""
     from .isolated_run import run_library_isolated
     from .resources import run_timeout_s
@@ -97,23 +100,25 @@ def run_build(library: Path, arch: str, export_format: str, mod, schedules: str,
     if export_format == "so" and arch in ("host", host_arch()):
         outputs = run_library_isolated(library, inputs, run_timeout_s(), label="validation run")
         return outputs, "exported library, run natively in a child process"
-    if export_format == "so" and arch == "aarch64":
-        from .emulation import emulation_ready, run_emulated
+    if mode == "emulate":
+        if not (export_format == "so" and arch == "aarch64"):
+            raise CompileError(f"--validate emulate: only AArch64 builds run under emulation, not {arch} "
+                               f"({export_format})")
+        from .emulation import run_emulated
 
-        if emulation_ready():
-            return run_emulated(library, inputs), "exported library under qemu-aarch64 user-mode emulation"
+        return run_emulated(library, inputs), "exported library under qemu-aarch64 user-mode emulation"
     return (_run_host_build(mod, schedules, inputs),
             "host build of the same Relax module (the target's code generation is not executed here)")
 
 
 def validate_build(optimized: onnx.ModelProto, library: Path, arch: str, export_format: str, mod,
-                   schedules: str, seed: int, where: str) -> dict[str, Any]:
+                   schedules: str, seed: int, where: str, mode: str = "auto") -> dict[str, Any]:
     """Run the build on generated inputs against onnxruntime; raise CompileError if they disagree."""
     feeds = make_inputs(optimized, seed)
     names = [s.name for s in input_specs(optimized)]
     reference = run_ort(optimized, feeds, what=f"{where}: validating the build")
     try:
-        raw, how = run_build(library, arch, export_format, mod, schedules, [feeds[n] for n in names])
+        raw, how = run_build(library, arch, export_format, mod, schedules, [feeds[n] for n in names], mode)
     except OptkitError as exc:
         raise CompileError(f"{where}: the built module failed to run on generated inputs: {exc}") from exc
     except Exception as exc:  # TVM's own errors from a host build of the module
@@ -124,7 +129,7 @@ def validate_build(optimized: onnx.ModelProto, library: Path, arch: str, export_
     numbers, failure = check_outputs(reference, got, quantized)
     if failure:
         raise CompileError(f"{where}: the build disagrees with onnxruntime on the optimized graph: {failure}; "
-                           f"no artifact written (this is a compiler bug: please report the model; --no-validate "
+                           f"no artifact written (this is a compiler bug: please report the model; --validate off "
                            f"writes it anyway)")
     return {"how": how, "seed": seed, "criterion": f"SQNR >= {MIN_QDQ_SQNR_DB:g} dB per output (quantized graph)"
             if quantized else f"|diff| <= {ATOL:g} + {RTOL:g} * max|reference| per output", "outputs": numbers}

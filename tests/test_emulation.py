@@ -26,7 +26,8 @@ def sysroot_ready():
 
 
 def test_rk3399_artifact_matches_onnxruntime_under_emulation(small_model, tmp_path, sysroot_ready):
-    compile_model(small_model, get_target("rk3399"), tmp_path / "rk")
+    built = compile_model(small_model, get_target("rk3399"), tmp_path / "rk", validate="emulate")
+    assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
     feeds = make_inputs(small_convnet(), seed=7)
     result = run_artifact(tmp_path / "rk", feeds, emulate=True, compare_reference=True)
     assert result.how.startswith("emulated")

@@ -59,9 +59,10 @@ def test_validation_refuses_what_tvm_gets_wrong_and_writes_nothing(name, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_validate_is_recorded(small_model, tmp_path):
-    result = compile_model(small_model, get_target("host"), tmp_path / "a", validate=False)
-    assert "skipped" in read_manifest(tmp_path / "a")["validation"] == result.manifest["validation"]
+def test_validation_off_is_recorded(small_model, tmp_path):
+    result = compile_model(small_model, get_target("host"), tmp_path / "a", validate="off")
+    assert read_manifest(tmp_path / "a")["validation"] == result.manifest["validation"]
+    assert "skipped" in result.manifest["validation"]
 
 
 def test_sum_of_3000_inputs_builds(tmp_path):
