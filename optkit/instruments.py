@@ -89,7 +89,7 @@ class NumericEquivalence(Instrument):
             return
         if not pass_.exact:
             record.output_sqnr_db = self._lossy_error(pass_.name, before, result.model, ctx)
-            floor = pass_.min_output_sqnr_db
+            floor = pass_.output_sqnr_floor()
             if floor is None:
                 raise PassFailedError(pass_.name, "is lossy but declares no min_output_sqnr_db (the SQNR it guarantees)")
             if not record.output_sqnr_db >= floor:

@@ -98,6 +98,10 @@ class Pass:
     def run(self, model: onnx.ModelProto, ctx: PassContext) -> PassResult:
         raise NotImplementedError
 
+    def output_sqnr_floor(self) -> float | None:
+        """The SQNR floor the manager holds this (lossy) pass to; a pass may make it an option."""
+        return self.min_output_sqnr_db
+
     def describe(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.config.items() if v != self.options[k].default)
         return f"{self.name}{{{opts}}}" if opts else self.name
