@@ -3,6 +3,8 @@ test, a fast subset of the hostile-file corpus (tests/hostile.py) must end in ex
 and seeded random vision graphs (tests/fuzz_graphs.py) must build and match onnxruntime or be refused cleanly.
 The whole campaign is bench/hostile_campaign.py."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
@@ -66,9 +68,13 @@ def test_validation_off_is_recorded(small_model, tmp_path):
 
 
 def test_sum_of_3000_inputs_builds(tmp_path):
-    result = compiled_matches_onnxruntime(REPRO / "crash_sum_3000_inputs_segv.onnx", tmp_path / "a")
-    legalize = next(p for p in result.manifest["passes"] if p["pass"] == "legalize")
-    assert legalize["stats"]["variadic"] == 1
+    """In a child process: without legalize, TVM's importer overflows the stack and kills the process."""
+    proc = subprocess.run([sys.executable, "-m", "optkit.cli", "compile", str(REPRO / "crash_sum_3000_inputs_segv.onnx"),
+                           "--target", "host", "-o", str(tmp_path / "a")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])
+    manifest = read_manifest(tmp_path / "a")
+    assert next(p for p in manifest["passes"] if p["pass"] == "legalize")["stats"]["variadic"] == 1
+    assert manifest["validation"]["outputs"]
 
 
 def test_endless_loop_is_stopped_naming_the_pass(tmp_path, monkeypatch):

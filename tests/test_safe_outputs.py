@@ -118,18 +118,19 @@ def _write_artifact(args):
     path, k = args
     manifest = {"format": "optkit-artifact/1", "files": {"payload": ""}, "writer": k}
     try:
-        with atomic_directory(path) as tmp:
-            (tmp / "payload").write_text(str(k) * 1000)
-            (tmp / "manifest.json").write_text(json.dumps(manifest))
+        for _ in range(30):                       # many swaps, so that unserialised writers would collide
+            with atomic_directory(path) as tmp:
+                (tmp / "payload").write_text(str(k) * 1000)
+                (tmp / "manifest.json").write_text(json.dumps(manifest))
         return "ok"
-    except OutputError as exc:
-        return f"refused: {exc}"
+    except (OutputError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def test_concurrent_writers_take_turns(tmp_path):
     out = tmp_path / "shared"
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        results = pool.map(_write_artifact, [(out, k) for k in range(8)])
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        results = pool.map(_write_artifact, [(out, k) for k in range(6)])
     assert all(r == "ok" for r in results), results
     writer = json.loads((out / "manifest.json").read_text())["writer"]
     assert (out / "payload").read_text() == str(writer) * 1000           # one writer's files, whole
