@@ -114,7 +114,7 @@ PLUGIN = textwrap.dedent('''
     from optkit.pass_base import Pass, PassOption, PassResult
 
     class DoubleThenHalve(Pass):
-        """A real (if silly) exact pass: rewrites every float initializer as 2*x*0.5."""
+        """A real (if silly) exact pass: rewrites every float initializer as x*f/f and notes it in the graph."""
         name = "demo-identity"
         exact = True
         summary = "demo plugin pass"
@@ -126,6 +126,7 @@ PLUGIN = textwrap.dedent('''
                 a = numpy_helper.to_array(t)
                 if a.dtype == np.float32:
                     t.CopyFrom(numpy_helper.from_array((a * f / f).astype(np.float32), t.name))
+            model.graph.doc_string = f"initializers scaled by {f} and back"
             return PassResult(model, True, {"factor": f})
 ''')
 

@@ -71,7 +71,8 @@ def test_plain_removal_equals_zeroing_the_same_channels():
 def test_reconstruction_beats_plain_removal():
     model = prune_net()
     ctx = PassContext(calibration=calib(model))
-    plain, _ = PassManager([PruneChannels(ratio=0.5, reconstruct=False)]).run(model, ctx)
+    # plain removal of half of every group falls below 0 dB here: lift its floor to compare the two
+    plain, _ = PassManager([PruneChannels(ratio=0.5, reconstruct=False, **{"min-sqnr": float("-inf")})]).run(model, ctx)
     rebuilt, records = PassManager([PruneChannels(ratio=0.5)]).run(model, ctx)
     assert "reconstruction_rel_error_max" in records[0].stats
     feeds = make_inputs(model, seed=99)           # held out from calibration
