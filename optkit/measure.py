@@ -50,7 +50,9 @@ def vm_runner(library: str | Path, inputs: list[np.ndarray]) -> Callable[[], obj
     import tvm
     from tvm import relax
 
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+    from .vm_runner import load_fresh
+
+    vm = relax.VirtualMachine(load_fresh(str(library)), tvm.cpu())
     args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
     return lambda: vm["main"](*args)
 

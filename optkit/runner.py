@@ -4,8 +4,6 @@ and compare with onnxruntime on the artifact's optimized ONNX."""
 from __future__ import annotations
 
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from .artifact import read_manifest
 from .errors import ArtifactError, OptionError
 from .model_io import load_model
 from .numerics import compare, run_ort
+from .vm_runner import run_library
 
 
 @dataclass
@@ -51,17 +50,6 @@ def prepare_inputs(manifest: dict, given: dict[str, np.ndarray]) -> list[np.ndar
     return ordered
 
 
-def _run_private_copy(library: Path, inputs: list[np.ndarray], threads: int) -> list[np.ndarray]:
-    """Load the library from a fresh path: dlopen hands back a library already loaded from the same path, so
-    a process that rebuilt an artifact in place would otherwise run the old code."""
-    from .vm_runner import run_library
-
-    with tempfile.TemporaryDirectory(prefix="optkit-lib-") as tmp:
-        private = Path(tmp) / library.name
-        shutil.copyfile(library, private)
-        return run_library(str(private), inputs, threads)
-
-
 def check_outputs_against_manifest(manifest: dict, raw: list[np.ndarray], directory: Path) -> dict[str, np.ndarray]:
     """Name the outputs, refusing any whose count, shape or dtype differs from what the manifest declares."""
     specs = manifest["outputs"]
@@ -91,7 +79,7 @@ def run_artifact(directory: str | Path, inputs: dict[str, np.ndarray], emulate: 
 
         raw, how = run_emulated(library, ordered), "emulated (qemu-aarch64 user mode)"
     else:
-        raw, how = _run_private_copy(library, ordered, threads), f"native ({host_arch()})"
+        raw, how = run_library(str(library), ordered, threads), f"native ({host_arch()})"
     outputs = check_outputs_against_manifest(manifest, raw, directory)
     result = RunResult(outputs, how)
     if compare_reference:

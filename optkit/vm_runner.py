@@ -17,10 +17,24 @@ def run_library(lib_path: str, inputs: list, threads: int = 0) -> list:
 
     if threads:
         configure_threads(threads)
-    lib = tvm.runtime.load_module(lib_path)
-    vm = relax.VirtualMachine(lib, tvm.cpu())
+    vm = relax.VirtualMachine(load_fresh(lib_path), tvm.cpu())
     result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
     return [np.asarray(r.numpy()) for r in flatten(result)]
+
+
+def load_fresh(lib_path: str):
+    """Load a library from a private copy: dlopen hands back a library already loaded from the same path, so
+    a process that rebuilt an artifact in place would otherwise run the old code."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import tvm
+
+    with tempfile.TemporaryDirectory(prefix="optkit-lib-") as tmp:
+        private = Path(tmp) / Path(lib_path).name
+        shutil.copyfile(lib_path, private)
+        return tvm.runtime.load_module(str(private))      # the mapping outlives the file
 
 
 def flatten(result) -> list:

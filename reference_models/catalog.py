@@ -53,11 +53,12 @@ def artifact_runner(directory: Path) -> Runner:
 
     from ..artifact import read_manifest
     from ..runner import prepare_inputs
+    from ..vm_runner import load_fresh
 
     manifest = read_manifest(directory)
     if manifest["target"]["arch"] != "host":
         raise OptionError(f"{directory}: evaluation runs host artifacts; this one is for {manifest['target']['name']}")
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(directory / manifest["library"]["file"])), tvm.cpu())
+    vm = relax.VirtualMachine(load_fresh(str(directory / manifest["library"]["file"])), tvm.cpu())
     names = [o["name"] for o in manifest["outputs"]]
 
     def run(feeds):
