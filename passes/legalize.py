@@ -9,8 +9,8 @@ onnxruntime like any exact pass. Each rewrite answers a failure found by fuzzing
   Resize is separable and linear in its input, so each resized axis becomes a constant matrix read off
   onnxruntime's Resize of an identity: a Gather of source indices for nearest (bit-exact), a MatMul for
   linear and cubic.
-- Sum/Max/Min/Mean with many inputs: TVM imports them as one nested chain and overflows its stack (SIGSEGV
-  at 3000 inputs); they become a balanced tree of binary ops.
+- Sum/Max/Min/Mean and Concat with many inputs: TVM overflows its stack on them (SIGSEGV at 3000 Sum and
+  2000 Concat inputs); they become balanced trees of binary ops, and Concats of at most 8 inputs.
 - Pad whose constant value is a DequantizeLinear of a constant (what onnxruntime's quantizer makes of it):
   TVM's importer wants a constant there; the dequantized value is computed here as onnxruntime does.
 - Pooling whose window is larger than the (padded) map: onnxruntime's output has one position there, TVM's
@@ -120,6 +120,21 @@ def _tree(index: GraphIndex, node) -> list[onnx.NodeProto]:
     return nodes
 
 
+def _concat_tree(index: GraphIndex, node) -> list[onnx.NodeProto]:
+    """Concat of many inputs as Concats of at most MAX_VARIADIC_INPUTS each, level by level (associative)."""
+    axis, level, nodes, base = attr(node, "axis"), list(node.input), [], node.name or node.output[0]
+    while len(level) > MAX_VARIADIC_INPUTS:
+        nxt = []
+        for k in range(0, len(level), MAX_VARIADIC_INPUTS):
+            out = index.fresh_name(f"{base}_part")
+            nodes.append(helper.make_node("Concat", level[k:k + MAX_VARIADIC_INPUTS], [out], axis=axis,
+                                          name=index.fresh_name(f"{base}_concat")))
+            nxt.append(out)
+        level = nxt
+    nodes.append(helper.make_node("Concat", level, [node.output[0]], axis=axis, name=node.name))
+    return nodes
+
+
 def _pool_end_pads(node, shape) -> list[int] | None:
     """Pads that give TVM onnxruntime's window where the window is larger than the padded map, else None."""
     kernel = attr(node, "kernel_shape")
@@ -158,7 +173,7 @@ def _dequantized_constant(index: GraphIndex, name: str) -> np.ndarray | None:
 class Legalize(Pass):
     name = "legalize"
     exact = True
-    summary = "rewrite what TVM's importer gets wrong (non-integer Resize scales, wide Sum, oversize pool windows)"
+    summary = "rewrite what TVM's importer gets wrong (non-integer Resize scales, wide Sum/Concat, oversize pools)"
 
     def run(self, model, ctx: PassContext) -> PassResult:
         index = GraphIndex(model.graph)
@@ -168,6 +183,10 @@ class Legalize(Pass):
         for node in model.graph.node:
             if node.op_type in VARIADIC and len(node.input) > MAX_VARIADIC_INPUTS:
                 new_nodes.extend(_tree(index, node))
+                stats["variadic"] += 1
+                continue
+            if node.op_type == "Concat" and len(node.input) > MAX_VARIADIC_INPUTS:
+                new_nodes.extend(_concat_tree(index, node))
                 stats["variadic"] += 1
                 continue
             if node.op_type == "Resize" and len(node.input) >= 3 and node.input[2]:

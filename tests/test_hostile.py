@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 from fuzz_graphs import random_graph
-from hostile import fast_subset
+from hostile import deep_and_wide, fast_subset
 from test_cli_errors import invoke
 
 import optkit.compiler as compiler
@@ -75,6 +75,17 @@ def test_sum_of_3000_inputs_builds(tmp_path):
     manifest = read_manifest(tmp_path / "a")
     assert next(p for p in manifest["passes"] if p["pass"] == "legalize")["stats"]["variadic"] == 1
     assert manifest["validation"]["outputs"]
+
+
+@pytest.mark.parametrize("case", [c for c in deep_and_wide() if c[0] in ("chain-3000", "wide-concat-2000")],
+                         ids=lambda case: case[0])
+def test_deep_and_wide_graphs_build(case, tmp_path):
+    """In a child process, as above: a 2000-input Concat killed TVM's importer before legalize split it."""
+    (tmp_path / "m.onnx").write_bytes(case[1]["model.onnx"])
+    proc = subprocess.run([sys.executable, "-m", "optkit.cli", "compile", str(tmp_path / "m.onnx"), "--target", "host",
+                           "-o", str(tmp_path / "a")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])
+    assert read_manifest(tmp_path / "a")["validation"]["outputs"]
 
 
 def test_endless_loop_is_stopped_naming_the_pass(tmp_path, monkeypatch):
