@@ -16,9 +16,9 @@ from onnx import helper
 # Symbolic dims get these sizes when no shape is given: batch 1, everything else large enough for
 # typical conv stacks to stay valid.
 DEFAULT_BATCH = 1
+DEFAULT_DIM = 32
 
 ort.set_default_logger_severity(3)   # warnings of deprecated attributes and the like are not ours to print
-DEFAULT_DIM = 32
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,10 @@ class PassOption:
 class Pass:
     """Base class of every optkit pass.
 
-    Subclasses set `name`, `exact` (the manager then checks outputs numerically against the input
-    model with onnxruntime; lossy passes declare `min_output_sqnr_db` instead) and `options`, and implement
-    `run`. `run` must not modify the model it
-    is given: it works on a copy (see `copy_model`) and returns the new model.
+    Subclasses set `name`, `exact` (the manager then checks outputs numerically against the input model
+    with onnxruntime; lossy passes declare `min_output_sqnr_db` instead) and `options`, and implement `run`.
+    `run` must not modify the model it is given: it works on a copy (see `copy_model`) and returns the new
+    model. Whatever `changed` says, the manager checks a model whose bytes changed.
     """
 
     name: ClassVar[str] = ""

@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from .calibration import sqnr_db
 from .errors import CompileError, OptkitError, library_message
 from .numerics import compare, input_specs, make_inputs, run_ort
 
+MODES = ("auto", "emulate", "off")
 RTOL, ATOL = 1e-4, 1e-4
 MIN_QDQ_SQNR_DB = 30.0
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
@@ -33,12 +35,6 @@ QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
 
 def is_quantized(model: onnx.ModelProto) -> bool:
     return any(n.op_type in QDQ_OPS for n in model.graph.node)
-
-
-def _sqnr_db(reference: np.ndarray, got: np.ndarray) -> float:
-    from .calibration import sqnr_db
-
-    return sqnr_db(reference, got)
 
 
 def check_outputs(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], quantized: bool
@@ -57,8 +53,8 @@ def check_outputs(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], 
             finite = np.isfinite(ref) & np.isfinite(out)
             if not np.array_equal(np.isfinite(ref), np.isfinite(out)):
                 return numbers, f"output '{name}' has NaN/Inf where onnxruntime's has none (or the reverse)"
-            sqnr = _sqnr_db(ref[finite], out[finite])
-            entry["sqnr_db"] = None if sqnr == float("inf") else round(sqnr, 2)
+            sqnr = sqnr_db(ref[finite], out[finite])
+            entry["sqnr_db"] = None if sqnr == float("inf") else round(float(sqnr), 2)
             numbers[name] = entry
             if sqnr < MIN_QDQ_SQNR_DB:
                 return numbers, (f"output '{name}' is {sqnr:.1f} dB from onnxruntime's (SQNR; at least "
@@ -85,9 +81,6 @@ def _run_host_build(mod, schedules: str, inputs: list[np.ndarray]) -> list[np.nd
     result = relax.VirtualMachine(executable, tvm.cpu())["main"](
         *[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
     return [np.asarray(r.numpy()) for r in flatten(result)]
-
-
-MODES = ("auto", "emulate", "off")
 
 
 def run_build(library: Path, arch: str, export_format: str, mod, schedules: str,
