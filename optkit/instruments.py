@@ -155,9 +155,10 @@ class IRDump(Instrument):
         self.directory = Path(directory)
 
     def run_after_pass(self, pass_, before, result, ctx, record):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{record.index:02d}-{pass_.name}.onnx"
-        path.write_bytes(result.model.SerializeToString(deterministic=True))
+        from .atomic import atomic_file
+
+        with atomic_file(self.directory / f"{record.index:02d}-{pass_.name}.onnx", option="--dump-ir") as tmp:
+            tmp.write_bytes(result.model.SerializeToString(deterministic=True))
 
 
 class Snapshots(Instrument):
