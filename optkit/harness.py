@@ -318,6 +318,7 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
             again["measurements"] = cell.latency["measurements"] + 1
             cell.latency = min(cell.latency, again, key=lambda lat: lat["median_ms"])
             cell.latency["measurements"] = again["measurements"]
+        cell.latency["p95_over_median"] = round(cell.latency["p95_ms"] / cell.latency["median_ms"], 3)
     library = out_dir / result.manifest["library"]["file"]
     cell.size = {"model_mb": round((out_dir / OPTIMIZED_ONNX).stat().st_size / 1e6, 4),
                  "library_mb": round(library.stat().st_size / 1e6, 4), "library": result.manifest["library"]["kind"]}
