@@ -49,7 +49,7 @@ def axis_matrix(node: onnx.NodeProto, length: int, scale: float, opset: int) -> 
     graph = helper.make_graph([resize], "axis", [x], [y], [scales])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     out = sess.run(None, {"x": np.eye(length, dtype=np.float32).reshape(length, 1, length, 1)})[0]
     return np.ascontiguousarray(out[:, 0, :, 0].T)

@@ -178,5 +178,7 @@ def corpus(seed: int = 0) -> list[tuple[str, dict]]:
 
 def fast_subset(seed: int = 0) -> list[tuple[str, dict]]:
     """A few of each kind, for the default test run."""
-    return (truncations(6, seed) + bit_flips(6, seed + 1) + external_data() + bad_shapes_and_types()
+    # bit-flips-79 makes a Resize onnxruntime refuses at load: its error log once came as a second line
+    return (truncations(6, seed) + bit_flips(6, seed + 1) + bit_flips(90, seed + 1)[79:80] + external_data()
+            + bad_shapes_and_types()
             + bad_graphs() + control_flow() + deep_and_wide()[1:] + memory_bombs())

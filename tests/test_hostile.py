@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 from fuzz_graphs import random_graph
-from hostile import deep_and_wide, fast_subset
+from hostile import bit_flips, deep_and_wide, fast_subset
 from test_cli_errors import invoke
 
 import optkit.compiler as compiler
@@ -134,6 +134,17 @@ def test_hostile_file_ends_in_success_or_one_clean_error(case, tmp_path, monkeyp
     assert code in (0, 1)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "out.onnx"} == before
     assert (tmp_path / "out.onnx").exists() == (code == 0)
+
+
+def test_onnxruntime_logs_nothing_beside_the_error_line(tmp_path):
+    """In a child process, where onnxruntime's own logger writes to the real stderr (CliRunner sees only
+    Python's): a Resize onnxruntime refuses at load used to print its multi-line log before optkit's line."""
+    case = dict(bit_flips(90, 1))["bit-flips-79"]
+    (tmp_path / "model.onnx").write_bytes(case["model.onnx"])
+    proc = subprocess.run([sys.executable, "-m", "optkit.cli", "optimize", str(tmp_path / "model.onnx"), "-o",
+                           str(tmp_path / "out.onnx")], capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("optkit: error: pass "), proc.stderr
 
 
 @pytest.mark.parametrize("seed", range(4))
