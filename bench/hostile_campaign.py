@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -119,13 +120,45 @@ print(json.dumps({{"outcome": "silent mismatch" if bad else "ok", "message": str
         return {"seed": seed, "int8": int8, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
+def _reason(message: str) -> str:
+    """A refusal's message without its file path and numbers, to group refusals by cause."""
+    text = re.sub(r"^\S*\.onnx( \(after passes\))?: ", "", message)
+    text = re.sub(r"\s*\([^)]*\)", "", re.sub(r"'[^']*'", "'…'", text)).split(";")[0]
+    return re.sub(r"\[[^\]]*\]", "[…]", re.sub(r"\d+(\.\d+)?", "N", text))[:110]
+
+
+def render(summary: dict, quick: bool) -> str:
+    outcomes, fuzz_outcomes = summary["outcomes"], summary["fuzz_outcomes"]
+    refusals = Counter(f"{'int8' if g['int8'] else 'fp32'}: {_reason(g['message'])}" for g in summary["graphs"]
+                       if g["outcome"] == "refused")
+    lines = ["# Hostile-input campaign", "", f"`python bench/hostile_campaign.py{' --quick' if quick else ''}`: "
+             f"{summary['cases']} hostile files (tests/hostile.py) x {len(summary['commands'])} commands "
+             f"({len(summary['runs'])} runs), each in its own process, and {len(summary['graphs'])} random vision "
+             f"graphs (tests/fuzz_graphs.py) built for host and compared with onnxruntime on inputs the build-time "
+             f"validation did not use.", "",
+             "| outcome | runs |", "|---|---|", *[f"| {k} | {v} |" for k, v in sorted(outcomes.items())],
+             f"| files touched that optkit did not create | {summary['files_touched']} |", "",
+             "| random graphs | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in sorted(fuzz_outcomes.items())],
+             "", "A refusal is a one-line error before any artifact is written; a silent mismatch would be an artifact "
+             "that disagrees with onnxruntime. Refusals by cause:", "",
+             "| refused because | graphs |", "|---|---|", *[f"| {k} | {v} |" for k, v in refusals.most_common()], ""]
+    if summary["failures"]:
+        lines += ["## Failures", "", *[f"- {json.dumps(f)}" for f in summary["failures"]], ""]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the default test run's subset, optimize only")
     parser.add_argument("--fuzz", type=int, default=200, help="random fp32 graphs (int8: a quarter as many)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--render-only", action="store_true", help="rewrite hostile.md from hostile.json")
     args = parser.parse_args()
+    if args.render_only:
+        summary = json.loads((args.out / "hostile.json").read_text())
+        (args.out / "hostile.md").write_text(render(summary, args.quick))
+        return 0
     cases = hostile.fast_subset() if args.quick else hostile.corpus()
     commands = ["optimize"] if args.quick else list(COMMANDS)
     fuzz = 4 if args.quick else args.fuzz
@@ -133,28 +166,19 @@ def main() -> int:
         runs = list(pool.map(lambda job: run_case(*job), [(c, cmd) for c in cases for cmd in commands]))
         graphs = list(pool.map(lambda job: fuzz_case(*job),
                                [(s, False) for s in range(fuzz)] + [(1000 + s, True) for s in range(fuzz // 4)]))
-    outcomes = Counter(r["outcome"] for r in runs)
-    fuzz_outcomes = Counter(f"{'int8' if g['int8'] else 'fp32'} {g['outcome']}" for g in graphs)
     never = {"traceback", "crash", "hang", "internal error", "multi-line error", "silent mismatch"}
-    summary = {"cases": len(cases), "runs": len(runs), "commands": commands, "outcomes": dict(sorted(outcomes.items())),
-               "files_touched": sum(r["touched"] for r in runs), "fuzz_graphs": len(graphs),
-               "fuzz_outcomes": dict(sorted(fuzz_outcomes.items())),
+    summary = {"cases": len(cases), "commands": commands,
+               "outcomes": dict(sorted(Counter(r["outcome"] for r in runs).items())),
+               "files_touched": sum(r["touched"] for r in runs),
+               "fuzz_outcomes": dict(sorted(Counter(f"{'int8' if g['int8'] else 'fp32'} {g['outcome']}"
+                                                    for g in graphs).items())),
                "failures": [r for r in runs if r["outcome"] in never or r["touched"]]
-               + [g for g in graphs if g["outcome"] in never]}
+               + [g for g in graphs if g["outcome"] in never], "runs": runs, "graphs": graphs}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "hostile.json").write_text(json.dumps({**summary, "runs": runs, "graphs": graphs}, indent=1) + "\n")
-    lines = ["# Hostile-input campaign", "", f"`python bench/hostile_campaign.py{' --quick' if args.quick else ''}`: "
-             f"{len(cases)} hostile files x {len(commands)} commands ({len(runs)} runs), each in its own process, "
-             f"and {len(graphs)} random vision graphs built for host and compared with onnxruntime.", "",
-             "| outcome | runs |", "|---|---|", *[f"| {k} | {v} |" for k, v in sorted(outcomes.items())],
-             f"| files touched that optkit did not create | {summary['files_touched']} |", "",
-             "| random graphs | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in sorted(fuzz_outcomes.items())],
-             "", "'refused' is a one-line error before any artifact is written (for example an empty tensor); "
-             "a silent mismatch would be an artifact that disagrees with onnxruntime.", ""]
-    if summary["failures"]:
-        lines += ["## Failures", "", *[f"- {json.dumps(f)}" for f in summary["failures"]], ""]
-    (args.out / "hostile.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    (args.out / "hostile.json").write_text(json.dumps(summary, indent=1) + "\n")
+    text = render(summary, args.quick)
+    (args.out / "hostile.md").write_text(text)
+    print(text)
     return 1 if summary["failures"] else 0
 
 
