@@ -50,15 +50,17 @@ def test_baseline_accuracy_in_both_directions(higher, old, new, status):
     assert next(v for v in verdicts if v.check == "baseline-accuracy").status == status
 
 
-def host_latency(median, p95, ort_median):
+def host_latency(median, p95, ort_median, load=1.0):
     return {"kind": "host", "median_ms": median, "p95_ms": p95, "onnxruntime_median_ms": ort_median,
-            "ratio_vs_onnxruntime": median / ort_median, "measurements": 3, "source": "measured on host"}
+            "ratio_vs_onnxruntime": median / ort_median, "measurements": 3, "source": "measured on host",
+            "load_average": load, "cores": 2}
 
 
 @pytest.mark.parametrize("lat,status", [
     (host_latency(20.0, 21.0, 60.0), "pass"),           # within budget
     (host_latency(40.0, 42.0, 80.0), "noisy"),          # over, but onnxruntime beside it slower still
     (host_latency(40.0, 90.0, 20.0), "noisy"),          # over, runs spread p95/median 2.25
+    (host_latency(40.0, 42.0, 20.0, load=4.5), "noisy"),  # over, while other work loaded the 2 cores
     (host_latency(40.0, 42.0, 20.0), "fail"),           # over on a quiet machine, slower than onnxruntime
 ])
 def test_host_latency_verdict_survives_a_busy_machine(lat, status):
