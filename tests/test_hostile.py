@@ -113,6 +113,25 @@ def test_int8_reproducers_quantize_and_build(name, pass_stat, tmp_path):
         assert stats["legalize"]["pad_values"] == 1
 
 
+@pytest.mark.parametrize("name,max_steps,max_fraction", [("int8_qdq_linear_resize_tie_rounding", 1, 0.05),
+                                                          ("int8_cubic_resize_requant_flip", 3, 0.01)])
+def test_int8_resize_reproducers_stay_within_their_measured_steps(name, max_steps, max_fraction, tmp_path):
+    """Quantized on generated inputs: the linear resize shares its scale in and out, so every other output is a
+    .5 tie and ~3 % land one step from onnxruntime; TVM's cubic resize is up to 3 steps off on ~0.4 %. The
+    README states these numbers; this pins them (bit-exact QDQ resizes are open work)."""
+    source = onnx.load(REPRO / f"{name}.onnx")
+    result = compile_model(REPRO / f"{name}.onnx", get_target("host"), tmp_path / "a", passes="mobile,quantize-int8",
+                           calibration=lambda: [make_inputs(source, k) for k in range(16)])
+    assert all(o["sqnr_db"] >= 30 for o in result.manifest["validation"]["outputs"].values())
+    quantized = onnx.load(tmp_path / "a" / "model.opt.onnx")
+    out = quantized.graph.output[0].name
+    last = next(n for n in quantized.graph.node if out in n.output)
+    scale = float(onnx.numpy_helper.to_array(next(t for t in quantized.graph.initializer if t.name == last.input[1])))
+    feeds = make_inputs(quantized, 100)
+    steps = abs(run_ort(quantized, feeds)[out] - run_artifact(tmp_path / "a", feeds).outputs[out]) / scale
+    assert steps.max() <= max_steps + 1e-3 and (steps > 0.5).mean() <= max_fraction, (steps.max(), (steps > 0.5).mean())
+
+
 @pytest.mark.parametrize("target", ["rk3399", "ios-arm64"])
 def test_identity_only_graph_builds_for_devices(tmp_path, save, target):
     from graphs import fin, make
