@@ -3,7 +3,8 @@ reference run in onnxruntime that takes too long, naming what it was doing. A 34
 2^62 iterations used to hang every command, and a 210-byte one with a 1x3x10000x10000 input took > 10 GiB.
 
 Limits (environment variables override them): OPTKIT_RUN_TIMEOUT_S seconds per reference run (120),
-OPTKIT_MAX_TENSOR_GB for the largest tensor (1) and OPTKIT_MAX_TENSORS_GB for all tensors together (4).
+OPTKIT_MAX_TENSOR_GB for the largest tensor (1) and OPTKIT_MAX_TENSORS_GB for all tensors together (half the
+machine's memory: the sum is an upper bound, runtimes reuse buffers).
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def _limit(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError as exc:
         raise ResourceError(f"{name}={os.environ[name]!r}: expected a number") from exc
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / GB:.2f} GiB" if nbytes >= GB / 10 else f"{nbytes / (1 << 20):.1f} MiB"
+
+
+def _half_the_memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 / GB
+    except (ValueError, OSError, AttributeError):
+        return 4.0
 
 
 def run_timeout_s() -> float:
@@ -54,18 +66,19 @@ def tensor_sizes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], int
 
 def check_memory(model: onnx.ModelProto, where: str) -> None:
     """Refuse a model whose largest tensor, or all tensors together, exceed the limits."""
-    max_tensor, max_total = _limit("OPTKIT_MAX_TENSOR_GB", 1) * GB, _limit("OPTKIT_MAX_TENSORS_GB", 4) * GB
+    max_tensor = _limit("OPTKIT_MAX_TENSOR_GB", 1) * GB
+    max_total = _limit("OPTKIT_MAX_TENSORS_GB", _half_the_memory_gb()) * GB
     sizes = tensor_sizes(model)
     if not sizes:
         return
     name, (shape, largest) = max(sizes.items(), key=lambda item: item[1][1])
     hint = "use smaller input sizes (--input-shape NAME:1x3xHxW) or raise the limit"
     if largest > max_tensor:
-        raise ResourceError(f"{where}: tensor '{name}' of shape {list(shape)} needs {largest / GB:.2f} GiB, over "
+        raise ResourceError(f"{where}: tensor '{name}' of shape {list(shape)} needs {_size(largest)}, over "
                             f"optkit's {max_tensor / GB:g} GiB per tensor (OPTKIT_MAX_TENSOR_GB); {hint}")
     total = sum(size for _, size in sizes.values())
     if total > max_total:
-        raise ResourceError(f"{where}: the model's tensors need {total / GB:.2f} GiB together, over optkit's "
+        raise ResourceError(f"{where}: the model's tensors need {_size(total)} together, over optkit's "
                             f"{max_total / GB:g} GiB (OPTKIT_MAX_TENSORS_GB); {hint}")
 
 

@@ -100,6 +100,17 @@ def test_huge_tensor_is_refused_before_allocating(tmp_path):
     assert code == 1 and "tensor 'x' of shape [1, 3, 10000, 10000] needs 1.12 GiB" in text
 
 
+def test_tensor_limits_are_settable(small_model, monkeypatch):
+    from optkit.model_io import load_model
+
+    monkeypatch.setenv("OPTKIT_MAX_TENSORS_GB", "0.00001")
+    with pytest.raises(ResourceError, match=r"the model's tensors need \d+\.\d MiB together.*OPTKIT_MAX_TENSORS_GB"):
+        load_model(small_model)
+    monkeypatch.setenv("OPTKIT_MAX_TENSORS_GB", "lots")
+    with pytest.raises(ResourceError, match="OPTKIT_MAX_TENSORS_GB='lots': expected a number"):
+        load_model(small_model)
+
+
 @pytest.mark.parametrize("name,pass_stat", [("int8_gemm_bias_shape1_quantizer_indexerror", "gemms_canonicalized"),
                                             ("int8_gemm_alpha_bias2d_quantizer_valueerror", "gemms_canonicalized"),
                                             ("int8_pad_constant_value_tvm_import_error", None)])
