@@ -133,12 +133,20 @@ def is_artifact_directory(path: Path) -> bool:
 def check_directory_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), force: bool = False,
                            option: str = "-o", owned=is_artifact_directory, what: str = "an optkit artifact"
                            ) -> Path:
-    """Refuse a directory output that would destroy something optkit did not create."""
+    """Refuse a directory output that would destroy something optkit did not create. Looked at under the
+    folder's lock: another optkit writer swapping its result in leaves the path missing for a moment."""
     path = Path(path)
     _check_name(path, option)
     clash = _same_or_inside(path, inputs)
     if clash:
         raise OutputError(f"{option} {path}: would replace the input {clash}; write the result somewhere else")
+    if not path.parent.is_dir():
+        return path
+    with _parent_lock(path):
+        return _check_existing_directory(path, force, option, owned, what)
+
+
+def _check_existing_directory(path: Path, force: bool, option: str, owned, what: str) -> Path:
     if not (path.is_symlink() or path.exists()):
         return path
     if path.is_symlink() or not path.is_dir():
@@ -189,7 +197,7 @@ def atomic_directory(path: str | os.PathLike, inputs: Iterable[str | os.PathLike
         yield tmp
         (tmp / PARTIAL_MARKER).unlink()
         with _parent_lock(path):
-            check_directory_output(path, inputs, force, option)  # again, under the lock
+            _check_existing_directory(path, force, option, is_artifact_directory, "an optkit artifact")  # again
             if path.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
                 os.replace(path, old / "replaced")

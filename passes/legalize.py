@@ -191,8 +191,8 @@ class Legalize(Pass):
                 continue
             if node.op_type == "Resize" and len(node.input) >= 3 and node.input[2]:
                 scales, shape = index.constant(node.input[2]), shapes.get(node.input[0])
-                roi_empty = len(node.input) < 2 or not node.input[1] or index.constant(node.input[1]) is not None
-                if scales is not None and shape is not None and roi_empty and _needs_resize_rewrite(node, shape, scales):
+                roi_constant = len(node.input) < 2 or not node.input[1] or index.constant(node.input[1]) is not None
+                if scales is not None and shape is not None and roi_constant and _needs_resize_rewrite(node, shape, scales):
                     new_nodes.extend(_rewrite_resize(index, node, shape, [float(s) for s in scales], opset))
                     stats["resizes"] += 1
                     continue
