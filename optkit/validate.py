@@ -29,7 +29,10 @@ from .numerics import compare, input_specs, make_inputs, run_ort
 
 MODES = ("auto", "emulate", "off")
 RTOL, ATOL = 1e-4, 1e-4
-MIN_QDQ_SQNR_DB = 30.0
+# Quantized builds differ from onnxruntime's QDQ run where a value falls on a rounding tie, and the steps grow
+# through later layers: the gate's int8 builds measure 26.0 dB (pose's PAFs) to 66 dB. TVM's Resize miscompiles
+# that legalize now fixes measure -2.4 to 9.8 dB (the tf_half_pixel tie: a wrong neighbour on 4 % of outputs).
+MIN_QDQ_SQNR_DB = 20.0
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
 
 

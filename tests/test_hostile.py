@@ -133,7 +133,7 @@ def test_int8_resize_reproducers_stay_within_their_measured_steps(name, max_step
     source = onnx.load(REPRO / f"{name}.onnx")
     result = compile_model(REPRO / f"{name}.onnx", get_target("host"), tmp_path / "a", passes="mobile,quantize-int8",
                            calibration=lambda: [make_inputs(source, k) for k in range(16)])
-    assert all(o["sqnr_db"] >= 30 for o in result.manifest["validation"]["outputs"].values())
+    assert all(o["sqnr_db"] >= 40 for o in result.manifest["validation"]["outputs"].values())   # 41 and 62 dB
     quantized = onnx.load(tmp_path / "a" / "model.opt.onnx")
     out = quantized.graph.output[0].name
     last = next(n for n in quantized.graph.node if out in n.output)
