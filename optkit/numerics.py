@@ -112,7 +112,7 @@ def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[
     """One run under onnxruntime, stopped with a ResourceError past optkit's time limit (resources.py)."""
     from .resources import bounded_ort_run
 
-    return bounded_ort_run(model, feeds, what, ort_session(model, threads), outputs)
+    return bounded_ort_run(ort_session(model, threads), feeds, what, outputs)
 
 
 @dataclass(frozen=True)

@@ -82,15 +82,12 @@ def check_memory(model: onnx.ModelProto, where: str) -> None:
                             f"{max_total / GB:g} GiB (OPTKIT_MAX_TENSORS_GB); {hint}")
 
 
-def bounded_ort_run(model: onnx.ModelProto | None, feeds: dict[str, np.ndarray], what: str,
-                    session=None, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Run the model in onnxruntime, terminated after OPTKIT_RUN_TIMEOUT_S seconds with a ResourceError."""
+def bounded_ort_run(sess, feeds: dict[str, np.ndarray], what: str,
+                    outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Run an onnxruntime session, terminated after OPTKIT_RUN_TIMEOUT_S seconds with a ResourceError."""
     import onnxruntime as ort
 
-    from .numerics import ort_session
-
     timeout = run_timeout_s()
-    sess = session or ort_session(model)
     options = ort.RunOptions()
     options.log_severity_level = 4       # the terminate flag is reported by our own error, not a log line
     expired = threading.Event()

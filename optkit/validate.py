@@ -73,17 +73,12 @@ def check_outputs(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], 
 
 def _run_host_build(mod, schedules: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Build the same Relax module for this host and run it in this process."""
-    import tvm
-    from tvm import relax
-
     from .compiler import build
     from .targets import get_target
-    from .vm_runner import flatten
+    from .vm_runner import run_main
 
     executable, _ = build(mod, get_target("host"), schedules)
-    result = relax.VirtualMachine(executable, tvm.cpu())["main"](
-        *[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
-    return [np.asarray(r.numpy()) for r in flatten(result)]
+    return run_main(executable, inputs)
 
 
 def run_build(library: Path, arch: str, export_format: str, mod, schedules: str,

@@ -11,14 +11,19 @@ import sys
 
 def run_library(lib_path: str, inputs: list, threads: int = 0) -> list:
     """Run `main` of the compiled module at lib_path on numpy inputs (in graph-input order)."""
+    if threads:
+        configure_threads(threads)
+    return run_main(load_fresh(lib_path), inputs)
+
+
+def run_main(module, inputs: list) -> list:
+    """`main` of a loaded library or a freshly built executable on numpy inputs; outputs as numpy arrays."""
     import numpy as np
     import tvm
     from tvm import relax
 
-    if threads:
-        configure_threads(threads)
-    vm = relax.VirtualMachine(load_fresh(lib_path), tvm.cpu())
-    result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
+    result = relax.VirtualMachine(module, tvm.cpu())["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x))
+                                                               for x in inputs])
     return [np.asarray(r.numpy()) for r in flatten(result)]
 
 

@@ -17,7 +17,7 @@ import optkit.compiler as compiler
 from optkit.artifact import read_manifest
 from optkit.calibration import from_npz
 from optkit.compiler import compile_model
-from optkit.errors import CompileError, OptkitError, ResourceError
+from optkit.errors import CompileError, ResourceError
 from optkit.numerics import compare, make_inputs, run_ort
 from optkit.runner import run_artifact
 from optkit.targets import get_target
@@ -178,12 +178,10 @@ def test_onnxruntime_logs_nothing_beside_the_error_line(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_vision_graph_builds_and_matches_or_is_refused(seed, tmp_path, save):
-    path = save(random_graph(seed))
-    try:
-        compiled_matches_onnxruntime(path, tmp_path / "a")
-    except OptkitError as exc:
-        assert "\n" not in str(exc) and not (tmp_path / "a").exists()
+def test_random_vision_graph_builds_and_matches(seed, tmp_path, save):
+    """Seeds 0-3 are graphs TVM can build (no empty tensors): a refusal here would hide a broken compile, so
+    they must build and match; the campaign counts the refusals of other seeds."""
+    compiled_matches_onnxruntime(save(random_graph(seed)), tmp_path / "a")
 
 
 def test_copied_reproducers_are_the_shared_ones():
