@@ -32,17 +32,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from converter_graphs import CONVERTER_GRAPHS  # noqa: E402
-from optkit.reference_models.catalog import TASKS, get_task  # noqa: E402
+from optkit.reference_models.catalog import (  # noqa: E402
+    TASKS,
+    calibration_provider,  # noqa: E402
+    get_task,
+)
 
-from optkit.budgets import load_budgets  # noqa: E402
-from optkit.calibration import from_reference_model  # noqa: E402
-from optkit.compiler import compile_model  # noqa: E402
-from optkit.measure import interleaved, vm_runner  # noqa: E402
-from optkit.model_io import load_model  # noqa: E402
-from optkit.numerics import make_inputs, ort_session  # noqa: E402
-from optkit.stats import model_stats  # noqa: E402
-from optkit.targets import get_target  # noqa: E402
-from optkit.vm_runner import configure_threads  # noqa: E402
+from optkit.backend.compiler import compile_model  # noqa: E402
+from optkit.backend.runtime.vm_runner import configure_threads  # noqa: E402
+from optkit.backend.targets import get_target  # noqa: E402
+from optkit.graph.model_io import load_model  # noqa: E402
+from optkit.graph.numerics import make_inputs, ort_session  # noqa: E402
+from optkit.graph.stats import model_stats  # noqa: E402
+from optkit.harness.budgets import load_budgets  # noqa: E402
+from optkit.harness.measure import interleaved, vm_runner  # noqa: E402
 
 VARIANTS = ("untuned", "default", "tuned", "int8")
 
@@ -89,7 +92,7 @@ def bench_graph(name: str, path: Path, shapes: str, threads: int, repeat: int, t
         variants["tuned"] = {"schedules": "default", "tuning_db": tuning_db}
     if int8_pipeline(name):
         variants["int8"] = {"schedules": "default", "passes": int8_pipeline(name),   # as the gate builds it
-                            "calibration": from_reference_model(name), "tuning_db": tuning_db}
+                            "calibration": calibration_provider(name), "tuning_db": tuning_db}
     runners, manifests = {}, {}
     feeds = None
     for variant, kwargs in variants.items():

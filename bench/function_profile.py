@@ -17,11 +17,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from optkit.calibration import from_reference_model  # noqa: E402
-from optkit.compiler import DEFAULT_PIPELINE, frontend, lower  # noqa: E402
-from optkit.cpu_schedules import schedule_function, vector_lanes  # noqa: E402
-from optkit.targets import get_target  # noqa: E402
-from optkit.vm_runner import configure_threads  # noqa: E402
+from optkit.reference_models.catalog import calibration_provider  # noqa: E402
+
+from optkit.backend.compiler import DEFAULT_PIPELINE, frontend, lower  # noqa: E402
+from optkit.backend.runtime.vm_runner import configure_threads  # noqa: E402
+from optkit.backend.schedules import schedule_function, vector_lanes  # noqa: E402
+from optkit.backend.targets import get_target  # noqa: E402
 
 
 def call_counts(mod) -> collections.Counter:
@@ -94,7 +95,7 @@ def main() -> None:
 
     configure_threads(args.threads)
     target = get_target(args.target)
-    calibration = from_reference_model(args.calibration) if args.calibration else None
+    calibration = calibration_provider(args.calibration) if args.calibration else None
     front = frontend(Path(args.model), target, args.passes, args.input_shapes, calibration=calibration)
     mod, tvm_target = lower(front.mod, target)
     counts = call_counts(mod)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from optkit.reference_models.catalog import get_task
 
-from optkit.compiler import compile_model
-from optkit.measure import measure_host
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.targets import get_target
+from optkit.harness.measure import measure_host
 
 
 def main() -> None:

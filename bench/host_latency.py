@@ -11,11 +11,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from optkit.compiler import compile_model
-from optkit.measure import measure_host
-from optkit.model_io import load_model
-from optkit.numerics import make_inputs
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.targets import get_target
+from optkit.graph.model_io import load_model
+from optkit.graph.numerics import make_inputs
+from optkit.harness.measure import measure_host
 
 
 def main() -> None:

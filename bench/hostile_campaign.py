@@ -84,11 +84,11 @@ import sys, json
 sys.path.insert(0, {str(ROOT / 'tests')!r})
 import numpy as np, onnx
 from fuzz_graphs import random_graph
-from optkit.compiler import compile_model
-from optkit.errors import OptkitError
-from optkit.numerics import compare, make_inputs, run_ort
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.core.errors import OptkitError
+from optkit.graph.numerics import compare, make_inputs, run_ort
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
 model = random_graph({seed})
 path = {{tmp!r}} + "/m.onnx"
 onnx.save(model, path)
@@ -102,7 +102,7 @@ opt = onnx.load({{tmp!r}} + "/a/model.opt.onnx")
 feeds = make_inputs(opt, 99)
 ref, got = run_ort(opt, feeds), run_artifact({{tmp!r}} + "/a", feeds).outputs
 if {int8}:
-    from optkit.validate import check_outputs
+    from optkit.backend.validate import check_outputs
     bad = check_outputs(ref, got, True)[1]
 else:
     bad = compare(ref, got, 1e-4, 1e-4)[1]

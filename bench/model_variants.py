@@ -16,17 +16,16 @@ import json
 import tempfile
 from pathlib import Path
 
-from optkit.reference_models.catalog import TASKS, get_task, session_runner
+from optkit.reference_models.catalog import TASKS, calibration_provider, get_task, session_runner
 
-from optkit.calibration import from_reference_model
-from optkit.compiler import compile_model
-from optkit.manager import PassManager
-from optkit.measure import measure_host
-from optkit.model_io import load_model, save_model
-from optkit.pass_base import PassContext
-from optkit.pass_spec import build_passes
-from optkit.stats import model_stats
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.targets import get_target
+from optkit.graph.model_io import load_model, save_model
+from optkit.graph.stats import model_stats
+from optkit.harness.measure import measure_host
+from optkit.pass_infra.contract import PassContext
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
 
 VARIANTS = {
     "fp32": "mobile",
@@ -41,7 +40,7 @@ def run(models: list[str], eval_samples: int, threads: int, repeat: int) -> list
     for name in models:
         task = get_task(name)
         source = load_model(task.onnx_path)
-        ctx = PassContext(calibration=from_reference_model(name))
+        ctx = PassContext(calibration=calibration_provider(name))
         for variant, spec in VARIANTS.items():
             if task.compile_shapes:
                 spec = f"specialize-input{{shape={task.compile_shapes}}},{spec}"

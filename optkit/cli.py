@@ -1,4 +1,5 @@
-"""The `optkit` command line. Every user error is reported as one line naming what is wrong; no tracebacks."""
+"""The `optkit` command line: parses arguments, calls `optkit.api` and prints what it returns. Every
+failure is reported as one line naming what is wrong; no tracebacks."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .atomic import atomic_file, check_file_output
-from .errors import OptionError, OptkitError
+from optkit import __version__, api
+from optkit.core.errors import OptkitError
+from optkit.core.safe_output import atomic_file
 
 # Wide enough for the pass tables when output is a file or a CI log; markup off so names print as they are.
 console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 150)
@@ -111,27 +111,15 @@ def calibration_options(fn):
 
 
 def calibration_samples_option(fn):
-    from .calibration import CALIBRATION_SAMPLES
+    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES
 
     return click.option("--calibration-samples", default=CALIBRATION_SAMPLES, show_default=True, type=click.IntRange(1),
                         help="Calibration samples quantize-int8 uses; tuning records match only builds with the same count.")(fn)
 
 
-def _calibration(calibration_model, calibration_data, samples):
-    from .calibration import provider
-
-    return provider(calibration_model, calibration_data, samples)
-
-
 def _inputs(*paths) -> tuple[Path, ...]:
     """The files a command reads: no output may replace them."""
     return tuple(Path(p) for p in paths if p)
-
-
-def _instruments(dump_ir: str | None):
-    from .instruments import default_instruments
-
-    return default_instruments(dump_ir)
 
 
 @main.command()
@@ -148,22 +136,13 @@ def _instruments(dump_ir: str | None):
 def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibration_model, calibration_data,
              calibration_samples):
     """Run passes over MODEL and write the optimized ONNX (the input is never modified)."""
-    from .manager import PassManager
-    from .model_io import load_model, save_model
-    from .pass_base import PassContext
-    from .pass_spec import build_passes
-
-    check_file_output(output, _inputs(model, calibration_data))    # refuse before the passes run, not after
-    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shape}}}" if input_shape else "", passes]))
-    pass_list = build_passes(spec)
-    source = load_model(model)
-    ctx = PassContext(seed=seed, calibration=_calibration(calibration_model, calibration_data, calibration_samples))
-    optimized, records = PassManager(pass_list, _instruments(dump_ir)).run(source, ctx)
-    save_model(optimized, output, inputs=_inputs(model, calibration_data))
+    read = _inputs(model, calibration_data)
+    result = api.optimize(model, output, passes, input_shape, seed,
+                          api.calibration(calibration_model, calibration_data, calibration_samples), dump_ir, read[1:])
     if report:
-        with atomic_file(report, _inputs(model, calibration_data, output), "--report") as tmp:
-            tmp.write_text(json.dumps([r.as_dict(with_timing=True) for r in records], indent=2) + "\n")
-    console.print(_pass_table(records, f"{model} → {output}"))
+        with atomic_file(report, (*read, output), "--report") as tmp:
+            tmp.write_text(json.dumps([r.as_dict(with_timing=True) for r in result.records], indent=2) + "\n")
+    console.print(_pass_table(result.records, f"{model} → {output}"))
 
 
 @main.command("compile")
@@ -186,14 +165,12 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
 def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force, validate,
                 calibration_model, calibration_data, calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
-    from .compiler import compile_model, tuning_label
-    from .targets import get_target
+    from optkit.backend.compiler import tuning_label
 
-    target = get_target(target_name)
-    result = compile_model(model, target, output, passes=passes, input_shapes=input_shape, seed=seed,
-                           instruments=_instruments(dump_ir), schedules=schedules, tuning_db=tuning_db,
-                           force=force, inputs=_inputs(calibration_data), validate=validate,
-                           calibration=_calibration(calibration_model, calibration_data, calibration_samples))
+    target = api.resolve_target(target_name)
+    result = api.compile(model, target, output, passes, input_shape, seed,
+                         api.calibration(calibration_model, calibration_data, calibration_samples), schedules,
+                         tuning_db, force, validate, dump_ir, _inputs(calibration_data))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
     counts = ", ".join(f"{k} {v}" for k, v in result.manifest["schedules"]["functions"].items() if v)
@@ -209,33 +186,6 @@ def _validation_line(validation: dict) -> str:
     return f"matches onnxruntime on generated inputs (max |diff| {worst:.1e}; {validation['how']})"
 
 
-def _load_inputs(specs: tuple[str, ...], manifest_inputs: list[dict]) -> dict[str, np.ndarray]:
-    names = [s["name"] for s in manifest_inputs]
-    feeds: dict[str, np.ndarray] = {}
-    for spec in specs:
-        name, eq, path = spec.partition("=")
-        if not eq:
-            name, path = "", spec
-        p = Path(path)
-        if not p.is_file():
-            raise OptionError(f"--input {spec}: no such file {p}")
-        try:
-            data = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise OptionError(f"--input {spec}: {p} is not a .npy/.npz file: {exc}") from exc
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                feeds.update({k: data[k] for k in data.files})
-            continue
-        if not name:
-            if len(names) != 1:
-                raise OptionError(f"--input {spec}: the model has inputs {', '.join(names)}; "
-                                  f"write --input NAME=FILE.npy")
-            name = names[0]
-        feeds[name] = data
-    return feeds
-
-
 @main.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("-i", "--input", "inputs", multiple=True, required=True,
@@ -248,24 +198,14 @@ def _load_inputs(specs: tuple[str, ...], manifest_inputs: list[dict]) -> dict[st
               help="TVM runtime threads (0: one per core).")
 def run(artifact, inputs, output, emulate, compare, threads):
     """Execute a compiled artifact on inputs from .npy/.npz files."""
-    from .artifact import read_manifest
-    from .runner import run_artifact
+    from optkit.backend.artifact import read_manifest
 
     manifest = read_manifest(artifact)
-    feeds = _load_inputs(inputs, manifest["inputs"])
-    do_compare = emulate if compare is None else compare
-    result = run_artifact(artifact, feeds, emulate=emulate, compare_reference=do_compare, threads=threads)
+    result = api.run(artifact, api.read_inputs(inputs, artifact), emulate, compare, threads)
     for name, value in result.outputs.items():
         console.print(f"{name}: shape {list(value.shape)} {value.dtype}  [{result.how}]")
     if output:
-        with atomic_file(output, _inputs(artifact, *(i.partition("=")[2] or i for i in inputs))) as tmp:
-            with open(tmp, "wb") as f:
-                if output.suffix == ".npz":
-                    np.savez(f, **result.outputs)
-                elif len(result.outputs) == 1:
-                    np.save(f, next(iter(result.outputs.values())))
-                else:
-                    raise OptionError(f"-o {output}: the model has {len(result.outputs)} outputs; use a .npz file")
+        api.save_outputs(result.outputs, output, _inputs(artifact, *(i.partition("=")[2] or i for i in inputs)))
         console.print(f"wrote {output}")
     if result.reference_max_abs_diff is not None:
         verdict = "MISMATCH" if result.mismatches else "match"
@@ -283,19 +223,9 @@ def passes_group():
 @passes_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def passes_list(as_json):
-    from .pass_spec import PIPELINES
-    from .registry import available_passes, get_pass_class
-
-    rows = []
-    for name, origin in available_passes().items():
-        try:
-            cls = get_pass_class(name)
-            rows.append({"name": name, "origin": origin, "exact": cls.exact, "summary": cls.summary,
-                         "options": {k: {"default": o.default, "help": o.help} for k, o in cls.options.items()}})
-        except OptkitError as exc:
-            rows.append({"name": name, "origin": origin, "error": str(exc)})
+    rows, pipelines = api.list_passes()
     if as_json:
-        click.echo(json.dumps({"passes": rows, "pipelines": PIPELINES}, indent=2))
+        click.echo(json.dumps({"passes": rows, "pipelines": pipelines}, indent=2))
         return
     table = Table(title="passes")
     for col in ("name", "exact", "options", "summary", "from"):
@@ -304,7 +234,7 @@ def passes_list(as_json):
         table.add_row(r["name"], "-" if "error" in r else ("exact" if r["exact"] else "lossy"),
                       ", ".join(r.get("options", {})), r.get("summary") or r.get("error", ""), r["origin"])
     console.print(table)
-    for name, spec in PIPELINES.items():
+    for name, spec in pipelines.items():
         console.print(f"pipeline {name} = {spec}")
 
 
@@ -316,9 +246,7 @@ def targets_group():
 @targets_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def targets_list(as_json):
-    from .targets import list_targets
-
-    targets = list_targets()
+    targets = api.list_targets()
     if as_json:
         click.echo(json.dumps([t.as_dict() for t in targets], indent=2))
         return
@@ -342,19 +270,7 @@ def models_group():
 @models_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def models_list(as_json):
-    from .reference_models.catalog import TASKS, file_stats, get_task, recorded_metrics
-
-    rows = []
-    for name in TASKS:
-        task = get_task(name)
-        row = {"name": name, "description": task.description, "onnx": str(task.onnx_path),
-               "input": list(task.input_shape), "metric": task.metric_name,
-               "higher_is_better": task.higher_is_better, "eval_samples": task.eval_size}
-        if task.onnx_path.exists():
-            row.update(file_stats(task.onnx_path))
-        recorded = recorded_metrics(task)
-        row["fp32"] = recorded["value"] if recorded else None
-        rows.append(row)
+    rows = api.list_models()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -379,11 +295,7 @@ def models_list(as_json):
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the evaluation as JSON.")
 def models_eval(name, model_path, artifact, limit, json_path):
     """Evaluate a model with NAME's interface on NAME's evaluation set."""
-    from .reference_models.catalog import evaluate
-
-    if model_path and artifact:
-        raise OptionError("give --model or --artifact, not both")
-    result = evaluate(name, model_path, artifact, limit)
+    result = api.evaluate(name, model_path, artifact, limit)
     source = artifact or model_path or "committed reference ONNX"
     direction = "higher is better" if result.higher_is_better else "lower is better"
     console.print(f"{name}: {result.metric} = {result.value:.4f} ({direction}) on {result.samples} samples "
@@ -400,10 +312,7 @@ def models_eval(name, model_path, artifact, limit, json_path):
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="Landmark ONNX (default: the face model).")
 def models_fusion_demo(output, model_path):
     """Face fusion: align two generated faces by their predicted landmarks, warp, tone-match, blend."""
-    from .reference_models.catalog import get_task, onnx_runner
-    from .reference_models.face.demo import fusion_demo
-
-    result = fusion_demo(onnx_runner(model_path or get_task("face").onnx_path), output)
+    result = api.fusion_demo(output, model_path)
     console.print(f"wrote {result['picture']} (source | target | fused); mean landmark error in px: "
                   f"{result['landmark_error_px']}")
 
@@ -417,26 +326,17 @@ def models_fusion_demo(output, model_path):
 @calibration_options
 def quant_report(model, passes, calibrator, top, json_path, calibration_model, calibration_data, calibration_samples):
     """Rank tensors by quantization error (SQNR, cosine) between the float and the int8 model."""
-    from .manager import PassManager
-    from .model_io import load_model
-    from .pass_base import PassContext
-    from .pass_spec import build_passes
-    from .quant_report import tensor_errors
-
-    ctx = PassContext(calibration=_calibration(calibration_model, calibration_data, calibration_samples))
-    if ctx.calibration is None:
-        raise OptionError("quant-report needs calibration data: --calibration MODEL_NAME or --calibration-data FILE.npz")
-    float_model, _ = PassManager(build_passes(passes)).run(load_model(model), ctx)
-    quantized, records = PassManager(build_passes(f"quantize-int8{{calibrator={calibrator}}}")).run(float_model, ctx)
-    rows = tensor_errors(float_model, quantized, list(ctx.calibration())[:8])
+    report = api.quant_report(model, api.calibration(calibration_model, calibration_data, calibration_samples),
+                              passes, calibrator)
+    rows, record = report.tensors, report.record
     table = Table(title=f"quantization error per tensor, worst first ({calibrator} calibration)")
     for col in ("tensor", "node", "op", "SQNR dB", "cosine"):
         table.add_column(col)
     for e in rows[:top]:
         table.add_row(e.tensor, e.node, e.op, f"{e.sqnr_db:.1f}", f"{e.cosine:.5f}")
     console.print(table)
-    console.print(f"model outputs: worst SQNR {records[0].output_sqnr_db:.1f} dB; size "
-                  f"{records[0].before.size_bytes / 1024:.0f} KB → {records[0].after.size_bytes / 1024:.0f} KB")
+    console.print(f"model outputs: worst SQNR {record.output_sqnr_db:.1f} dB; size "
+                  f"{record.before.size_bytes / 1024:.0f} KB → {record.after.size_bytes / 1024:.0f} KB")
     if json_path:
         with atomic_file(json_path) as tmp:
             tmp.write_text(json.dumps([e.as_dict() for e in rows], indent=2) + "\n")
@@ -454,21 +354,8 @@ def quant_report(model, passes, calibrator, top, json_path, calibration_model, c
 @calibration_samples_option
 def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, eval_samples, calibration_samples):
     """Accuracy-aware int8: keep the worst layers in float until the task metric is within budget."""
-    from .accuracy_aware import quantize_within_budget
-    from .calibration import from_reference_model
-    from .manager import PassManager
-    from .model_io import load_model, save_model
-    from .pass_base import PassContext
-    from .pass_spec import build_passes
-    from .reference_models.catalog import get_task
-
-    task = get_task(task_name)
-    ctx = PassContext(calibration=from_reference_model(task_name, calibration_samples))
-    float_model, _ = PassManager(build_passes(passes)).run(load_model(model), ctx)
-    console.print(f"{task_name}: float {task.metric_name} on {eval_samples} eval samples, budget {accuracy_budget}")
-    result = quantize_within_budget(float_model, task, accuracy_budget, ctx, calibrator, eval_samples,
-                                    log=console.print)
-    save_model(result.model, output)
+    result = api.quantize(model, output, task_name, accuracy_budget, passes, calibrator, eval_samples,
+                          calibration_samples, log=console.print)
     verdict = "within budget" if result.within_budget else "NOT within budget (limit of float layers reached)"
     console.print(f"wrote {output}: {verdict}; float {result.float_metric:.4f} → int8 {result.steps[-1].metric:.4f}; "
                   f"kept in float: {', '.join(result.kept_float) or 'none'}")
@@ -487,21 +374,11 @@ def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, 
 @click.option("--json", "json_path", type=click.Path(path_type=Path))
 def prune_scan_cmd(model, task_name, ratio, passes, eval_samples, no_reconstruct, json_path):
     """Prune each channel group alone and report the task metric it costs (cheapest per FLOP first)."""
-    from .calibration import from_reference_model
-    from .manager import PassManager
-    from .model_io import load_model
-    from .pass_base import PassContext
-    from .pass_spec import build_passes
-    from .prune_scan import scan
-    from .reference_models.catalog import get_task
-
-    task = get_task(task_name)
-    ctx = PassContext(calibration=from_reference_model(task_name, 8))
-    float_model, _ = PassManager(build_passes(passes)).run(load_model(model), ctx)
-    base, rows = scan(float_model, task, ctx, ratio, eval_samples, not no_reconstruct, log=console.print)
-    table = Table(title=f"prune sensitivity, {ratio:.0%} of each group, {task.metric_name} {base:.4f} unpruned "
+    result = api.prune_scan(model, task_name, ratio, passes, eval_samples, not no_reconstruct, log=console.print)
+    base, rows = result.unpruned, result.groups
+    table = Table(title=f"prune sensitivity, {ratio:.0%} of each group, {result.metric_name} {base:.4f} unpruned "
                         f"({eval_samples} eval samples), cheapest per FLOP first")
-    for col in ("group", "producers", "channels", "FLOPs saved", task.metric_name, "cost"):
+    for col in ("group", "producers", "channels", "FLOPs saved", result.metric_name, "cost"):
         table.add_column(col)
     for r in rows:
         table.add_row(str(r.group), ", ".join(r.producers), str(r.channels), f"{r.flops_saved:.1%}", f"{r.metric:.4f}",
@@ -541,9 +418,9 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
     """The gate: budgets for accuracy, latency and size per model x target; exit 1 on any failure."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .harness import CheckOptions, run_check
-    from .report_html import html_report
-    from .report_junit import junit_xml
+    from optkit.harness.gate import CheckOptions
+    from optkit.harness.report_html import html_report
+    from optkit.harness.report_junit import junit_xml
 
     opts = CheckOptions(budgets=budgets, limit=limit, threads=threads, repeat=repeat, rpc=rpc, key=key,
                         work_dir=work_dir, baseline=baseline, tuning_db=tuning_db)
@@ -551,7 +428,7 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=progress_console,
                   transient=True) as bar:
         task = bar.add_task("optkit check", total=None)
-        report = run_check(_csv(models), _csv(targets), opts, progress=lambda text: bar.update(task, description=text))
+        report = api.check(_csv(models), _csv(targets), opts, progress=lambda text: bar.update(task, description=text))
     table = Table(title=f"optkit check: {'PASSED' if report.passed else 'FAILED'}", title_justify="left")
     for col in ("model", "target", "accuracy", "latency ms", "latency source", "budget ms", "model MB", "tuning",
                 "verdict"):
@@ -596,20 +473,7 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key,
     """MetaSchedule-tune MODELS (ONNX files or reference-model names) into a database for compile."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .calibration import from_reference_model
-    from .reference_models.catalog import TASKS, get_task
-    from .targets import get_target
-    from .tuning import tune
-
-    target = get_target(target_name)
-    entries = []
-    for m in models:
-        if m in TASKS:
-            entries.append((m, get_task(m).onnx_path, input_shape or get_task(m).compile_shapes))
-        elif Path(m).is_file():
-            entries.append((Path(m).stem, Path(m), input_shape))
-        else:
-            raise OptionError(f"{m}: neither a model file nor a reference model ({', '.join(TASKS)})")
+    target = api.resolve_target(target_name)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True)) as bar:
         job = bar.add_task("extracting tasks", total=None)
@@ -617,9 +481,8 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key,
         def report(task_name, done, total):
             bar.update(job, description=f"tuning {task_name}", completed=done, total=total)
 
-        tasks = tune(entries, target, db_dir, trials, passes, rpc, key,
-                     calibration_for=lambda name: from_reference_model(name, calibration_samples) if name in TASKS else None,
-                     progress=report)
+        tasks = api.tune(models, target, db_dir, trials, passes, input_shape, rpc, key, calibration_samples,
+                         progress=report)
     table = Table(title=f"tuning database {db_dir} ({target.name}, {trials} trials per task)", title_justify="left")
     for col in ("task", "weight", "models", "records before"):
         table.add_column(col)
@@ -637,19 +500,10 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key,
 def estimate_cmd(models, targets, budgets):
     """Estimated device latency of each model (after its budget pipeline) beside its budget, and the
     calibration of the estimate against published timings."""
-    from .budgets import load_budgets
-    from .calibration import from_reference_model
-    from .estimate import calibrated_efficiency, calibration_table, estimate_latency
-    from .manager import PassManager
-    from .model_io import load_model
-    from .pass_base import PassContext
-    from .pass_spec import build_passes
-    from .reference_models.catalog import get_task
-    from .targets import get_target
+    from optkit.harness.estimate import calibrated_efficiency, calibration_table
 
-    table_budgets, _ = load_budgets(budgets)
-    names = _csv(models) or list(table_budgets)
-    target_objs = [get_target(t) for t in _csv(targets) or []]
+    target_objs = [api.resolve_target(t) for t in _csv(targets) or []]
+    rows = api.estimate(_csv(models), target_objs, budgets)
     table = Table(title="estimated latency, ms (per-layer roofline; budget from budgets.toml / seed-facts)",
                   title_justify="left")
     table.add_column("model")
@@ -657,17 +511,9 @@ def estimate_cmd(models, targets, budgets):
     for t in target_objs:
         table.add_column(f"{t.name} est.", justify="right")
         table.add_column("budget", justify="right")
-    for name in names:
-        if name not in table_budgets:
-            raise OptionError(f"--models: no budget for {name} (budgeted: {', '.join(table_budgets)})")
-        budget = table_budgets[name]
-        ctx = PassContext(calibration=from_reference_model(name))
-        model, _ = PassManager(build_passes(budget.pipeline)).run(load_model(get_task(name).onnx_path), ctx)
-        row = [name, budget.pipeline]
-        for t in target_objs:
-            limit = budget.latency_ms_max.get(t.name)
-            row += [f"{estimate_latency(model, t.peak).total_ms:.1f}", "-" if limit is None else f"{limit:g}"]
-        table.add_row(*row)
+    for row in rows:
+        cells = [(f"{ms:.1f}", "-" if limit is None else f"{limit:g}") for ms, limit in row.cells.values()]
+        table.add_row(row.model, row.pipeline, *(text for cell in cells for text in cell))
     console.print(table)
     calib = Table(title=f"calibration: estimated vs published (efficiencies {calibrated_efficiency().as_dict()})",
                   title_justify="left")
@@ -688,9 +534,7 @@ def emulator_group():
 @click.argument("dest", required=False, type=click.Path(path_type=Path))
 def emulator_setup(dest):
     """Prepare and cache the AArch64 sysroot (qemu-user-static, arm64 Python, TVM runtime wheels)."""
-    from .emulation import prepare_sysroot
-
-    path = prepare_sysroot(dest)
+    path = api.setup_emulator(dest)
     console.print(f"AArch64 sysroot ready at {path}")
 
 

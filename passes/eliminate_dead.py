@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from optkit.graph import remove_unused_initializers, subgraph_inputs
-from optkit.pass_base import Pass, PassContext, PassResult
+from optkit.graph.index import remove_unused_initializers, subgraph_inputs
+from optkit.pass_infra.contract import Pass, PassContext, PassResult
 
 
 class EliminateDead(Pass):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from optkit.graph import GraphIndex, attr, remove_unused_initializers
-from optkit.pass_base import Pass, PassContext, PassResult
+from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
+from optkit.pass_infra.contract import Pass, PassContext, PassResult
 
 FOLDABLE = ("Conv", "ConvTranspose", "Gemm")
 

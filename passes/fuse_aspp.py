@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from optkit.graph import GraphIndex, attr, remove_unused_initializers, static_shapes
-from optkit.pass_base import Pass, PassContext, PassResult
+from optkit.graph.index import GraphIndex, attr, remove_unused_initializers, static_shapes
+from optkit.pass_infra.contract import Pass, PassContext, PassResult
 
 
 def live_taps(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, out_size: int) -> list[int]:

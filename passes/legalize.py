@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from optkit.graph import GraphIndex, attr, static_shapes
-from optkit.pass_base import Pass, PassContext, PassResult
+from optkit.graph.index import GraphIndex, attr, static_shapes
+from optkit.pass_infra.contract import Pass, PassContext, PassResult
 
 VARIADIC = {"Sum": "Add", "Max": "Max", "Min": "Min", "Mean": "Add"}
 MAX_VARIADIC_INPUTS = 8

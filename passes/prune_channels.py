@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from optkit.channel_deps import Dependencies, analyze, channel_importance
-from optkit.errors import OptionError
-from optkit.graph import GraphIndex, attr, remove_unused_initializers
-from optkit.numerics import run_ort, with_intermediate_outputs
-from optkit.pass_base import Pass, PassContext, PassOption, PassResult, choice, copy_model
-from optkit.stats import model_stats
+from optkit.core.errors import OptionError
+from optkit.graph.channel_deps import Dependencies, analyze, channel_importance
+from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
+from optkit.graph.numerics import run_ort, with_intermediate_outputs
+from optkit.graph.stats import model_stats
+from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult, choice, copy_model
 
 MAX_ROWS = 24_000       # least-squares rows sampled per consumer
 RIDGE = 1e-4            # relative ridge strength

@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from optkit.errors import OptionError
-from optkit.graph import GraphIndex, attr, remove_unused_initializers
-from optkit.pass_base import Pass, PassContext, PassOption, PassResult, choice
+from optkit.core.errors import OptionError
+from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
+from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult, choice
 
 CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}

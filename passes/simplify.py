@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnxsim
 
-from optkit.pass_base import Pass, PassContext, PassOption, PassResult
+from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult
 
 
 class Simplify(Pass):

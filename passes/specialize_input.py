@@ -13,11 +13,11 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 
-from optkit.errors import OptionError
-from optkit.graph import GraphIndex, attr, remove_unused_initializers, static_shapes
-from optkit.numerics import input_specs
-from optkit.pass_base import Pass, PassContext, PassOption, PassResult
-from optkit.shapes import check_shapes_against_model, parse_shape_spec
+from optkit.core.errors import OptionError
+from optkit.graph.index import GraphIndex, attr, remove_unused_initializers, static_shapes
+from optkit.graph.numerics import input_specs
+from optkit.graph.shapes import check_shapes_against_model, parse_shape_spec
+from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult
 
 # Never folded: random ops, ops with subgraphs, and ops whose results depend on more than inputs.
 _NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import OptionError, UnknownNameError
+from optkit.core.errors import OptionError, UnknownNameError
+from optkit.pass_infra.calibration import CALIBRATION_SAMPLES
+from optkit.pass_infra.contract import CalibrationProvider
+
 from .face.task import FaceTask
 from .gesture.task import GestureTask
 from .parsing.task import ParsingTask
@@ -25,6 +28,12 @@ def get_task(name: str) -> Task:
     return TASKS[name]()
 
 
+def calibration_provider(name: str, count: int = CALIBRATION_SAMPLES) -> CalibrationProvider:
+    """A reference model's calibration set, generated only when a lossy pass asks for it."""
+    task = get_task(name)
+    return lambda: task.calibration(count)
+
+
 def recorded_metrics(task: Task) -> dict | None:
     """The fp32 evaluation on the full set, as recorded when the card was made."""
     path = task.onnx_path.parent / "metrics.json"
@@ -32,14 +41,14 @@ def recorded_metrics(task: Task) -> dict | None:
 
 
 def onnx_runner(path: Path, threads: int = 1) -> Runner:
-    from ..model_io import load_model
+    from optkit.graph.model_io import load_model
 
     return session_runner(load_model(path), threads)
 
 
 def session_runner(model, threads: int = 1) -> Runner:
     """Run an in-memory ONNX model with onnxruntime (all graph optimizations on, as deployed)."""
-    from ..numerics import ort_session
+    from optkit.graph.numerics import ort_session
 
     sess = ort_session(model, threads, optimize=True)
     names = [o.name for o in sess.get_outputs()]
@@ -51,9 +60,9 @@ def artifact_runner(directory: Path) -> Runner:
     import tvm
     from tvm import relax
 
-    from ..artifact import read_manifest
-    from ..runner import prepare_inputs
-    from ..vm_runner import load_fresh
+    from optkit.backend.artifact import read_manifest
+    from optkit.backend.runtime.runner import prepare_inputs
+    from optkit.backend.runtime.vm_runner import load_fresh
 
     manifest = read_manifest(directory)
     if manifest["target"]["arch"] != "host":
@@ -62,7 +71,7 @@ def artifact_runner(directory: Path) -> Runner:
     names = [o["name"] for o in manifest["outputs"]]
 
     def run(feeds):
-        from ..vm_runner import flatten
+        from optkit.backend.runtime.vm_runner import flatten
 
         args = [tvm.runtime.tensor(x) for x in prepare_inputs(manifest, feeds)]
         return dict(zip(names, [r.numpy() for r in flatten(vm["main"](*args))]))
@@ -71,8 +80,8 @@ def artifact_runner(directory: Path) -> Runner:
 
 
 def check_interface(task: Task, path: Path) -> None:
-    from ..model_io import load_model
-    from ..numerics import input_specs
+    from optkit.graph.model_io import load_model
+    from optkit.graph.numerics import input_specs
 
     names = {s.name for s in input_specs(load_model(path))}
     feeds, _ = task.sample(0)
@@ -107,8 +116,8 @@ def evaluate_runner(task: Task, run: Runner, limit: int | None = None, is_refere
 
 
 def file_stats(path: Path) -> dict:
-    from ..model_io import load_model
-    from ..stats import model_stats
+    from optkit.graph.model_io import load_model
+    from optkit.graph.stats import model_stats
 
     s = model_stats(load_model(path))
     return {"file_bytes": path.stat().st_size, "params": s.params, "flops": s.flops, "nodes": s.nodes}

@@ -202,7 +202,7 @@ def host_has_vnni() -> bool:
     """Whether optkit's host builds put int8 convolutions on VNNI (int8_dot.py)."""
     import tvm
 
-    from optkit.int8_dot import has_dot_product
-    from optkit.targets import get_target
+    from optkit.backend.dot_product import has_dot_product
+    from optkit.backend.targets import get_target
 
     return has_dot_product(tvm.target.Target(get_target("host").tvm_target_dict()))

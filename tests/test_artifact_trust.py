@@ -11,12 +11,12 @@ import onnx
 import pytest
 from graphs import small_convnet
 
-from optkit.artifact import read_manifest
-from optkit.compiler import compile_model
-from optkit.errors import ArtifactError
-from optkit.numerics import run_ort
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.artifact import read_manifest
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.core.errors import ArtifactError
+from optkit.graph.numerics import run_ort
 
 
 @pytest.fixture(scope="module")

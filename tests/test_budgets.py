@@ -3,8 +3,8 @@
 import pytest
 from optkit.reference_models.catalog import TASKS
 
-from optkit.budgets import load_budgets
-from optkit.errors import OptionError
+from optkit.core.errors import OptionError
+from optkit.harness.budgets import load_budgets
 
 
 def test_builtin_budgets_cover_every_reference_model_with_seed_numbers():

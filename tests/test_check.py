@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optkit.budgets import Tolerance
-from optkit.harness import Cell, baseline_verdicts
+from optkit.harness.budgets import Tolerance
+from optkit.harness.gate import Cell, baseline_verdicts
 
 QUICK = ["--models", "face", "--targets", "host", "--limit", "4", "--repeat", "3"]
 
@@ -189,8 +189,8 @@ def test_latency_measured_over_rpc_on_loopback(rpc_tracker, tmp_path):
 
 
 def test_rpc_without_a_tracker_is_a_clear_error(tmp_path):
-    from optkit.errors import OptionError
-    from optkit.rpc_measure import connect
+    from optkit.backend.runtime.rpc import connect
+    from optkit.core.errors import OptionError
 
     with pytest.raises(OptionError, match=r"--rpc 127.0.0.1:\d+ --key k: no device session"):
         connect(f"127.0.0.1:{_free_port()}", "k", timeout_s=5)

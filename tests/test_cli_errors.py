@@ -140,7 +140,7 @@ def test_cli_compile_and_run_host(small_model, tmp_path):
     np.save(tmp_path / "x.npy", x)
     code, text = invoke("run", tmp_path / "h", "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--compare")
     assert code == 0 and "(match)" in text, text
-    from optkit.numerics import run_ort
+    from optkit.graph.numerics import run_ort
 
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), run_ort(small_convnet(), {"x": x})["y"],
                                rtol=1e-4, atol=1e-5)

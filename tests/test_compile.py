@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from graphs import small_convnet
 
-from optkit.artifact import read_manifest
-from optkit.compiler import compile_model
-from optkit.errors import ArtifactError, CompileError
-from optkit.numerics import make_inputs, run_ort
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.artifact import read_manifest
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.core.errors import ArtifactError, CompileError
+from optkit.graph.numerics import make_inputs, run_ort
 
 EM_AARCH64 = 183
 MH_MAGIC_64 = 0xFEEDFACF

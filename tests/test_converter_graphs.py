@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 from graphs import converter_style_net
 
-from optkit.calibration import sqnr_db
-from optkit.channel_deps import analyze
-from optkit.manager import PassManager
-from optkit.numerics import make_inputs, run_ort
-from optkit.pass_base import PassContext
-from optkit.pass_spec import build_passes
+from optkit.graph.channel_deps import analyze
+from optkit.graph.numerics import make_inputs, run_ort, sqnr_db
+from optkit.pass_infra.contract import PassContext
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
 
 
 @pytest.fixture

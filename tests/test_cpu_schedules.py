@@ -7,10 +7,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from optkit.compiler import compile_model
-from optkit.numerics import compare, run_ort
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.graph.numerics import compare, run_ort
 
 # (cin, cout, h, w, kernel, stride, pads, dilation, groups, epilogue)
 CASES = [
@@ -64,7 +64,7 @@ def conv_graph(cin, cout, h, w, k, stride, pads, dilation, groups, epilogue, see
 @pytest.fixture(params=["parallel", "one-thread"])
 def threading_rule(request, monkeypatch):
     """Run a case both ways the rules can lay it out: loops in parallel, and on one thread (small work)."""
-    from optkit import cpu_schedules
+    from optkit.backend import schedules as cpu_schedules
 
     monkeypatch.setattr(cpu_schedules, "PARALLEL_MIN_WORK", 0 if request.param == "parallel" else 10**15)
     return request.param
@@ -88,7 +88,7 @@ def test_default_schedule_matches_onnxruntime(case, save, tmp_path, threading_ru
 
 def conv_function(case, tmp_path):
     """The unscheduled TIR function of a one-conv graph, and the host's TVM target."""
-    from optkit.compiler import frontend, lower
+    from optkit.backend.compiler import frontend, lower
 
     host = get_target("host")
     path = tmp_path / "conv.onnx"
@@ -102,7 +102,7 @@ def test_short_row_1x1_convs_run_as_one_pixel_row(tmp_path):
     alone would pass if it never did) and leave the 9x7 map, whose tiles would end inside a row."""
     from tvm.s_tir import Schedule
 
-    from optkit import cpu_schedules
+    from optkit.backend import schedules as cpu_schedules
 
     taken = {}
     for cin, cout, h, w in [(16, 32, 4, 4), (24, 24, 8, 8), (8, 16, 7, 9), (8, 24, 9, 7)]:
@@ -117,7 +117,7 @@ def test_strided_convs_read_their_padding_in_column_phases(tmp_path):
     """The padding of a strided conv is laid out as [.., row, phase, column / stride] (even and odd padded
     widths, dense and grouped, stride 3, depthwise on rows of a vector or more); stride-1 convs and
     depthwise ones on short rows keep their 4-d padding."""
-    from optkit import cpu_schedules
+    from optkit.backend import schedules as cpu_schedules
 
     layouts = {}
     for case in [CASES[0], CASES[4], CASES[7], CASES[14], CASES[15], CASES[12], CASES[3]]:
@@ -171,8 +171,8 @@ def test_int8_convolutions_are_scheduled_and_exact(case, tmp_path, save):
     exact float sums) against onnxruntime's QDQ execution: at most one output quantization step."""
     from graphs import host_has_vnni
 
-    from optkit.calibration import from_npz
-    from optkit.model_io import load_model
+    from optkit.graph.model_io import load_model
+    from optkit.pass_infra.calibration import from_npz
 
     *conv, activations = case
     path = save(conv_graph(*conv))
@@ -198,16 +198,15 @@ def test_int8_residual_epilogue_is_repeatable(tmp_path):
     conv tile, that stage covered part of its tensor and the add read the previous run's values: outputs
     changed from run to run (AP 1.0 vs 0.92 in the gate). Every run must give the same bytes."""
     import onnx
-    from optkit.reference_models.catalog import get_task
+    from optkit.reference_models.catalog import calibration_provider, get_task
 
-    from optkit.calibration import from_reference_model
-    from optkit.measure import vm_runner
-    from optkit.numerics import make_inputs
-    from optkit.vm_runner import flatten
+    from optkit.backend.runtime.vm_runner import flatten
+    from optkit.graph.numerics import make_inputs
+    from optkit.harness.measure import vm_runner
 
     task = get_task("gesture")
     result = compile_model(task.onnx_path, get_target("host"), tmp_path / "a", passes="mobile,quantize-int8",
-                           calibration=from_reference_model("gesture", 16))
+                           calibration=calibration_provider("gesture", 16))
     feeds = make_inputs(onnx.load(task.onnx_path), seed=1)
     run = vm_runner(tmp_path / "a" / result.manifest["library"]["file"],
                     [feeds[i["name"]] for i in result.manifest["inputs"]])
@@ -268,8 +267,8 @@ def test_reductions_match_onnxruntime(case, save, tmp_path, threading_rule):
 def test_softmax_computes_its_exp_once_and_matches_onnxruntime(shape, axis, save, tmp_path, threading_rule):
     """The generic rule inlines elementwise stages, but not one that calls exp and has two readers (the sum
     and the normalization): it stays a stage of its own."""
-    from optkit.compiler import frontend, lower
-    from optkit.cpu_schedules import schedule_function, vector_lanes
+    from optkit.backend.compiler import frontend, lower
+    from optkit.backend.schedules import schedule_function, vector_lanes
 
     graph = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], "softmax",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],

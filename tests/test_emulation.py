@@ -7,12 +7,12 @@ from click.testing import CliRunner
 from conftest import emulation_required
 from graphs import small_convnet
 
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.emulation import sysroot_path
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
 from optkit.cli import main
-from optkit.compiler import compile_model
-from optkit.emulation import sysroot_path
-from optkit.numerics import make_inputs, run_ort
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.graph.numerics import make_inputs, run_ort
 
 pytestmark = pytest.mark.emulation
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from optkit.anchor_nets import ANCHOR_NETS
-from optkit.estimate import LABEL, calibrated_efficiency, calibration_table, estimate_latency, layer_costs
-from optkit.stats import model_stats
-from optkit.targets import Peak, get_target
+from optkit.backend.targets import Peak, get_target
+from optkit.graph.stats import model_stats
+from optkit.harness.anchor_nets import ANCHOR_NETS
+from optkit.harness.estimate import LABEL, calibrated_efficiency, calibration_table, estimate_latency, layer_costs
 
 # Published sizes: MobileNetV2 3.4 M params / 300 M MACs; MnasNet-B1 4.4 M / 315 M; MobileNet-SSD ~5.8 M / 1.15 G.
 PUBLISHED = {"mobilenet_v2": (3.47e6, 300e6), "mnasnet": (4.38e6, 315e6), "mobilenet_ssd": (5.8e6, 1.15e9)}

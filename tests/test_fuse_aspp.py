@@ -5,10 +5,10 @@ import pytest
 from graphs import aspp_net
 from optkit.passes.fuse_aspp import live_taps
 
-from optkit.graph import attr
-from optkit.manager import PassManager
-from optkit.numerics import make_inputs, run_ort
-from optkit.pass_spec import build_passes
+from optkit.graph.index import attr
+from optkit.graph.numerics import make_inputs, run_ort
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
 
 
 def test_live_taps_by_hand():

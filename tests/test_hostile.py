@@ -13,14 +13,14 @@ from fuzz_graphs import random_graph
 from hostile import bit_flips, deep_and_wide, fast_subset
 from test_cli_errors import invoke
 
-import optkit.compiler as compiler
-from optkit.artifact import read_manifest
-from optkit.calibration import from_npz
-from optkit.compiler import compile_model
-from optkit.errors import CompileError, ResourceError
-from optkit.numerics import compare, make_inputs, run_ort
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+import optkit.backend.compiler as compiler
+from optkit.backend.artifact import read_manifest
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.core.errors import CompileError, ResourceError
+from optkit.graph.numerics import compare, make_inputs, run_ort
+from optkit.pass_infra.calibration import from_npz
 
 REPRO = Path(__file__).parent / "data" / "repro"
 
@@ -101,7 +101,7 @@ def test_huge_tensor_is_refused_before_allocating(tmp_path):
 
 
 def test_tensor_limits_are_settable(small_model, monkeypatch):
-    from optkit.model_io import load_model
+    from optkit.graph.model_io import load_model
 
     monkeypatch.setenv("OPTKIT_MAX_TENSORS_GB", "0.00001")
     with pytest.raises(ResourceError, match=r"the model's tensors need \d+\.\d MiB together.*OPTKIT_MAX_TENSORS_GB"):

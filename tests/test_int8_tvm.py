@@ -6,14 +6,14 @@ import pytest
 from graphs import bn_inits, bn_node, fin, host_has_vnni, init, make, rand
 from onnx import helper, numpy_helper
 
-from optkit.calibration import from_npz
-from optkit.compiler import compile_model, frontend, to_relax
-from optkit.manager import PassManager
-from optkit.numerics import run_ort
-from optkit.pass_base import PassContext
-from optkit.pass_spec import build_passes
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model, frontend, to_relax
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.graph.numerics import run_ort
+from optkit.pass_infra.calibration import from_npz
+from optkit.pass_infra.contract import PassContext
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
 
 
 def conv_stack():
@@ -42,7 +42,7 @@ def quantized(tmp_path, save):
 
 
 def test_every_conv_becomes_an_integer_conv(quantized):
-    from optkit.relax_int8 import integer_convolutions
+    from optkit.backend.rewrites.int8 import integer_convolutions
 
     q, _ = quantized
     mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"))
@@ -57,7 +57,7 @@ def test_every_conv_becomes_an_integer_conv(quantized):
 def test_dense_convs_go_to_the_dot_product_form_when_the_cpu_has_it(quantized):
     """With VNNI the three dense convs become packed u8 x s8 convolutions; the depthwise one keeps its float
     form (it has no channel reduction to put in the instruction's groups of four)."""
-    from optkit.relax_int8 import integer_convolutions
+    from optkit.backend.rewrites.int8 import integer_convolutions
 
     q, _ = quantized
     mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), dot_product=True)
@@ -86,7 +86,7 @@ def test_integer_build_matches_onnxruntime_qdq_within_one_step(quantized, tmp_pa
 def test_quantize_multiplies_by_the_inverse_scale_and_matches_onnxruntime(dtype, zero_point, save, tmp_path):
     """QuantizeLinear runs as x * (1 / scale): equal to onnxruntime's division everywhere but within a float32
     ulp of a rounding boundary, where it is one step off; saturation and the zero point as in ONNX."""
-    from optkit.relax_int8 import quantize_by_reciprocal
+    from optkit.backend.rewrites.int8 import quantize_by_reciprocal
 
     scale = np.float32(0.0137)
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
@@ -109,7 +109,7 @@ def test_quantize_multiplies_by_the_inverse_scale_and_matches_onnxruntime(dtype,
 def test_dense_layers_run_on_int8_weights_within_one_step(layer, save, tmp_path):
     """conv → ReLU → global pool → Gemm (transB, as PyTorch exports Linear) or MatMul: the dense layer reads its
     weights as int8 and sums in int32, like the convolutions, and stays within a step of onnxruntime."""
-    from optkit.relax_int8 import integer_convolutions
+    from optkit.backend.rewrites.int8 import integer_convolutions
 
     rng = np.random.default_rng(3)
     dense = (helper.make_node("Gemm", ["f", "wg", "bg"], ["y"], name="fc", transB=1) if layer == "gemm-transB"

@@ -12,12 +12,12 @@ import pytest
 from graphs import conv_bn_net, small_convnet
 from onnx import numpy_helper
 
-from optkit.errors import OptionError, PassFailedError, UnknownNameError
-from optkit.instruments import IRDump, default_instruments
-from optkit.manager import PassManager
-from optkit.pass_base import Pass, PassContext, PassResult
-from optkit.pass_spec import build_passes, parse_pass_spec
-from optkit.registry import available_passes, get_pass_class
+from optkit.core.errors import OptionError, PassFailedError, UnknownNameError
+from optkit.pass_infra.contract import Pass, PassContext, PassResult
+from optkit.pass_infra.instruments import IRDump, default_instruments
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.registry import available_passes, get_pass_class
+from optkit.pass_infra.spec import build_passes, parse_pass_spec
 
 
 class PerturbHead(Pass):
@@ -111,7 +111,7 @@ def test_unknown_pass_lists_valid_ones():
 PLUGIN = textwrap.dedent('''
     import numpy as np
     from onnx import numpy_helper
-    from optkit.pass_base import Pass, PassOption, PassResult
+    from optkit.pass_infra.contract import Pass, PassOption, PassResult
 
     class DoubleThenHalve(Pass):
         """A real (if silly) exact pass: rewrites every float initializer as x*f/f and notes it in the graph."""

@@ -6,10 +6,10 @@ import pytest
 from graphs import conv_bn_net, fin, init, make, rand, resize_shape_chain_net
 from onnx import helper
 
-from optkit.manager import PassManager
-from optkit.numerics import input_specs, make_inputs, run_ort
-from optkit.pass_base import PassContext
-from optkit.pass_spec import build_passes
+from optkit.graph.numerics import input_specs, make_inputs, run_ort
+from optkit.pass_infra.contract import PassContext
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
 
 
 def run_spec(model, spec):

@@ -8,12 +8,11 @@ from graphs import fin, init, make, prune_net, rand
 from onnx import helper, numpy_helper
 from optkit.passes.prune_channels import PruneChannels, apply, select
 
-from optkit.calibration import sqnr_db
-from optkit.channel_deps import analyze, channel_importance
-from optkit.manager import PassManager
-from optkit.numerics import make_inputs, run_ort
-from optkit.pass_base import PassContext
-from optkit.pass_spec import build_passes
+from optkit.graph.channel_deps import analyze, channel_importance
+from optkit.graph.numerics import make_inputs, run_ort, sqnr_db
+from optkit.pass_infra.contract import PassContext
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
 
 
 def calib(model, n=6):
@@ -104,7 +103,7 @@ def test_flop_target_is_met():
 
 
 def test_needs_calibration_to_reconstruct():
-    from optkit.errors import OptionError
+    from optkit.core.errors import OptionError
 
     with pytest.raises(OptionError, match="reconstructs from calibration data"):
         PassManager(build_passes("prune-channels{ratio=0.5}")).run(prune_net())

@@ -6,14 +6,14 @@ import pytest
 from graphs import small_convnet
 from optkit.reference_models.task import Evaluation, Task
 
-from optkit.accuracy_aware import compute_node_behind, quantize_within_budget
-from optkit.calibration import from_npz, sqnr_db
-from optkit.errors import OptionError, PassFailedError
-from optkit.manager import PassManager
-from optkit.numerics import make_inputs
-from optkit.pass_base import PassContext
-from optkit.pass_spec import build_passes
-from optkit.quant_report import tensor_errors
+from optkit.core.errors import OptionError, PassFailedError
+from optkit.graph.numerics import make_inputs, sqnr_db
+from optkit.harness.accuracy_aware import compute_node_behind, quantize_within_budget
+from optkit.harness.quant_report import tensor_errors
+from optkit.pass_infra.calibration import from_npz
+from optkit.pass_infra.contract import PassContext
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
 
 
 @pytest.fixture
@@ -105,13 +105,12 @@ def test_accuracy_aware_mode_meets_a_budget_by_keeping_layers_float(calib):
 
 
 def test_parsing_int8_meets_the_seed_size_and_accuracy_goal():
-    from optkit.reference_models.catalog import evaluate, get_task, session_runner
+    from optkit.reference_models.catalog import calibration_provider, evaluate, get_task, session_runner
 
-    from optkit.calibration import from_reference_model
-    from optkit.model_io import load_model
+    from optkit.graph.model_io import load_model
 
     task = get_task("parsing")
-    ctx = PassContext(calibration=from_reference_model("parsing", 16))
+    ctx = PassContext(calibration=calibration_provider("parsing", 16))
     q, records = PassManager(build_passes("mobile,quantize-int8")).run(load_model(task.onnx_path), ctx)
     assert q.ByteSize() <= 0.5e6
     fp32 = evaluate("parsing", limit=10).value
@@ -122,7 +121,7 @@ def test_parsing_int8_meets_the_seed_size_and_accuracy_goal():
 def test_manager_still_rejects_exact_claims_of_lossy_rewrites(calib):
     from optkit.passes.quantize_int8 import QuantizeInt8
 
-    from optkit.pass_base import Pass
+    from optkit.pass_infra.contract import Pass
 
     class Liar(QuantizeInt8):
         name = "liar"

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from optkit.reference_models import faces, hands, people, style_data
 from optkit.reference_models.catalog import TASKS, evaluate, get_task
 
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
 from optkit.cli import main
-from optkit.compiler import compile_model
-from optkit.runner import run_artifact
-from optkit.targets import get_target
 
 # Every reference model is committed and held to everything below.
 COMMITTED = list(TASKS)  # all six reference models are trained and committed

@@ -7,11 +7,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from optkit.compiler import compile_model
-from optkit.numerics import compare, run_ort
-from optkit.relax_resize import column_phases, interpolation_table
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.rewrites.resize import column_phases, interpolation_table
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.graph.numerics import compare, run_ort
 
 # (channels, in h, in w, out h, out w, coordinate mode)
 CASES = [
@@ -39,7 +39,7 @@ def resize_graph(c, h, w, out_h, out_w, mode):
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[1]}x{c[2]}-{c[3]}x{c[4]}-{c[5]}" for c in CASES])
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "one-thread"])
 def test_separable_resize_matches_onnxruntime(case, parallel, save, tmp_path, monkeypatch):
-    from optkit import cpu_schedules
+    from optkit.backend import schedules as cpu_schedules
 
     monkeypatch.setattr(cpu_schedules, "PARALLEL_MIN_WORK", 0 if parallel else 10**15)
     model = resize_graph(*case)
@@ -72,8 +72,8 @@ def test_column_phases_only_where_the_table_repeats(in_size, out_size, mode, fac
 def test_integer_upscale_reads_padded_rows_without_tables(save):
     from tvm import tirx
 
-    from optkit.compiler import frontend
-    from optkit.relax_resize import PADDED_ROW_BLOCK
+    from optkit.backend.compiler import frontend
+    from optkit.backend.rewrites.resize import PADDED_ROW_BLOCK
 
     model = resize_graph(4, 6, 8, 12, 16, "half_pixel")
     front = frontend(save(model), get_target("host"), passes="")
@@ -145,7 +145,7 @@ def test_quantized_resize_reads_and_writes_bytes_and_matches_onnxruntime(case, m
     two passes (1-byte input and output), and the result stays within one quantization step of onnxruntime."""
     from tvm import relax
 
-    from optkit.compiler import frontend
+    from optkit.backend.compiler import frontend
 
     model = qdq_resize_graph(*case, dtype, method, **attributes)
     path = save(model)

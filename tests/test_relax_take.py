@@ -5,10 +5,10 @@ onnxruntime's result; an index out of range reads inside the tensor instead of p
 import numpy as np
 from onnx import TensorProto, helper
 
-from optkit.compiler import compile_model
-from optkit.numerics import run_ort
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.graph.numerics import run_ort
 
 
 def gather_graph():

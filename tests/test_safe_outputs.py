@@ -13,8 +13,8 @@ import pytest
 from graphs import small_convnet
 from test_cli_errors import invoke
 
-from optkit.atomic import PARTIAL_MARKER, atomic_directory
-from optkit.errors import OutputError
+from optkit.core.errors import OutputError
+from optkit.core.safe_output import PARTIAL_MARKER, atomic_directory
 
 
 def tree_digest(path):

@@ -3,9 +3,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from optkit.backend.targets import get_target, list_targets
 from optkit.cli import main
-from optkit.errors import OptionError
-from optkit.targets import get_target, list_targets
+from optkit.core.errors import OptionError
 
 EXPECTED = {"host", "snapdragon625", "snapdragon845", "rk3399", "ios-arm64"}
 

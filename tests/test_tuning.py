@@ -12,11 +12,11 @@ from pathlib import Path
 import graphs
 import pytest
 
-from optkit.compiler import compile_model
-from optkit.errors import OptionError
-from optkit.numerics import make_inputs
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.core.errors import OptionError
+from optkit.graph.numerics import make_inputs
 
 DB = Path(__file__).parent / "data" / "tuning-small"
 
@@ -93,7 +93,7 @@ def test_tune_from_scratch_then_compile_uses_it(small_model, tmp_path):
 
 
 def test_gate_uses_the_given_database_else_the_shipped_one(tmp_path):
-    from optkit.harness import CheckOptions, tuning_db_for
+    from optkit.harness.gate import CheckOptions, tuning_db_for
 
     assert tuning_db_for(CheckOptions(tuning_db=DB), get_target("host")) == DB
     shipped = tuning_db_for(CheckOptions(), get_target("host"))
@@ -106,16 +106,15 @@ def test_gate_uses_the_given_database_else_the_shipped_one(tmp_path):
 def test_the_shipped_database_covers_every_function_of_face(passes, tmp_path):
     """The gate compiles face with reference_models/tuning/host; a lowering change (or a calibration count
     that differs between tune and compile) silently leaves it untuned, so re-tune when this fails."""
-    from optkit.reference_models.catalog import get_task
+    from optkit.reference_models.catalog import calibration_provider, get_task
 
-    from optkit.calibration import from_reference_model
-    from optkit.harness import CheckOptions, tuning_db_for
+    from optkit.harness.gate import CheckOptions, tuning_db_for
 
     if "int8" in passes and not graphs.host_has_vnni():
         pytest.skip("the shipped int8 records are for the VNNI form of the convolutions (tuned on a VNNI host)")
     task = get_task("face")
     result = compile_model(task.onnx_path, get_target("host"), tmp_path / "face", passes=passes,
                            input_shapes=task.compile_shapes, tuning_db=tuning_db_for(CheckOptions(), get_target("host")),
-                           calibration=from_reference_model("face"))
+                           calibration=calibration_provider("face"))
     tuning = result.manifest["tuning"]
     assert tuning["tuned_functions"] == tuning["functions"], tuning

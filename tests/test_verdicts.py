@@ -8,16 +8,16 @@ import pytest
 from graphs import fin, init, make, small_convnet
 from onnx import TensorProto, helper
 
-from optkit.budgets import Budget, Tolerance
-from optkit.compiler import compile_model
-from optkit.errors import OptionError, PassFailedError
-from optkit.harness import Cell, _budget_verdicts, baseline_verdicts
-from optkit.instruments import NumericEquivalence
-from optkit.manager import PassManager
-from optkit.numerics import compare, run_ort
-from optkit.pass_base import Pass, PassOption, PassResult, parse_bool
-from optkit.runner import run_artifact
-from optkit.targets import get_target
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.runner import run_artifact
+from optkit.backend.targets import get_target
+from optkit.core.errors import OptionError, PassFailedError
+from optkit.graph.numerics import compare, run_ort
+from optkit.harness.budgets import Budget, Tolerance
+from optkit.harness.gate import Cell, _budget_verdicts, baseline_verdicts
+from optkit.pass_infra.contract import Pass, PassOption, PassResult, parse_bool
+from optkit.pass_infra.instruments import NumericEquivalence
+from optkit.pass_infra.manager import PassManager
 
 
 def cell(value, higher, latency=None):

@@ -23,7 +23,7 @@ def fusion_demo(run: Runner, out: Path, source_index: int = 3, target_index: int
     tiles = [draw.draw_points(draw.to_uint8(src.image), src_lm, (0, 255, 0), 0),
              draw.draw_points(draw.to_uint8(tgt.image), tgt_lm, (0, 255, 0), 0), draw.to_uint8(fused)]
     picture = draw.grid([np.kron(t, np.ones((2, 2, 1), np.uint8)) for t in tiles], 3)
-    from ...atomic import atomic_file
+    from optkit.core.safe_output import atomic_file
 
     with atomic_file(out) as tmp:
         tmp.write_bytes(draw.encode_png(picture))

@@ -1,0 +1,340 @@
+"""optkit's Python API: one function per CLI command. Each takes paths, spec strings and target names (or
+Target objects) and returns a result object; nothing here prints. `optkit.cli` only parses arguments,
+calls these functions and renders what they return, so a script gets exactly what the CLI does.
+
+Imports are deferred into the functions: `optkit --help` and `optkit passes list` must not pay for TVM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from optkit.core.errors import OptionError, OptkitError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from optkit.backend.compiler import CompileResult
+    from optkit.backend.runtime.runner import RunResult
+    from optkit.backend.targets import Target
+    from optkit.harness.gate import CheckOptions, CheckReport
+    from optkit.pass_infra.contract import CalibrationProvider
+    from optkit.pass_infra.instruments import PassRecord
+
+PathLike = str | os.PathLike
+Log = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def resolve_target(target: str | Target) -> Target:
+    """A target by name (`optkit targets list`), or the Target object given."""
+    from optkit.backend.targets import get_target
+
+    return get_target(target) if isinstance(target, str) else target
+
+
+def calibration(reference_model: str | None = None, data: PathLike | None = None,
+                samples: int | None = None) -> CalibrationProvider | None:
+    """Calibration data for lossy passes: a reference model's calibration set, or an .npz of samples."""
+    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES, from_npz
+
+    if reference_model and data:
+        raise OptionError("give --calibration or --calibration-data, not both")
+    if reference_model:
+        from optkit.reference_models.catalog import calibration_provider
+
+        return calibration_provider(reference_model, samples or CALIBRATION_SAMPLES)
+    return from_npz(data) if data else None
+
+
+def _instruments(dump_ir: PathLike | None):
+    from optkit.pass_infra.instruments import default_instruments
+
+    return default_instruments(str(dump_ir) if dump_ir else None)
+
+
+def _run_passes(model: PathLike, spec: str, ctx_calibration=None, seed: int = 0, dump_ir: PathLike | None = None):
+    from optkit.graph.model_io import load_model
+    from optkit.pass_infra.contract import PassContext
+    from optkit.pass_infra.manager import PassManager
+    from optkit.pass_infra.spec import build_passes
+
+    ctx = PassContext(seed=seed, calibration=ctx_calibration)
+    optimized, records = PassManager(build_passes(spec), _instruments(dump_ir)).run(load_model(model), ctx)
+    return optimized, records, ctx
+
+
+@dataclass
+class OptimizeResult:
+    model: onnx.ModelProto
+    records: list[PassRecord]
+
+
+def optimize(model: PathLike, output: PathLike | None = None, passes: str = "mobile", input_shapes: str = "",
+             seed: int = 0, calibration: CalibrationProvider | None = None, dump_ir: PathLike | None = None,
+             inputs: Iterable[PathLike] = ()) -> OptimizeResult:
+    """Run a pass spec over an ONNX file (never modified); write the result to `output` if given.
+    `inputs`: other files the run reads, which `output` may not replace."""
+    from optkit.core.safe_output import check_file_output
+    from optkit.graph.model_io import save_model
+
+    read = (Path(model), *map(Path, inputs))
+    if output is not None:
+        check_file_output(output, read)    # refuse before the passes run, not after
+    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
+    optimized, records, _ = _run_passes(model, spec, calibration, seed, dump_ir)
+    if output is not None:
+        save_model(optimized, output, inputs=read)
+    return OptimizeResult(optimized, records)
+
+
+def compile(model: PathLike, target: str | Target, output: PathLike, passes: str = "mobile",  # noqa: A001
+            input_shapes: str = "", seed: int = 0, calibration: CalibrationProvider | None = None,
+            schedules: str = "default", tuning_db: PathLike | None = None, force: bool = False,
+            validate: str = "auto", dump_ir: PathLike | None = None,
+            inputs: Iterable[PathLike] = ()) -> CompileResult:
+    """Optimize, build with TVM for a target, validate, and write an artifact directory atomically."""
+    from optkit.backend.compiler import compile_model
+
+    return compile_model(model, resolve_target(target), output, passes=passes, input_shapes=input_shapes,
+                         seed=seed, instruments=_instruments(dump_ir), schedules=schedules, tuning_db=tuning_db,
+                         force=force, inputs=tuple(inputs), validate=validate, calibration=calibration)
+
+
+def read_inputs(specs: Iterable[str], artifact: PathLike) -> dict[str, np.ndarray]:
+    """Inputs for an artifact from `FILE.npy` (single-input models), `NAME=FILE.npy` or `FILE.npz`."""
+    from optkit.backend.artifact import read_manifest
+
+    names = [s["name"] for s in read_manifest(artifact)["inputs"]]
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, eq, path = spec.partition("=")
+        if not eq:
+            name, path = "", spec
+        p = Path(path)
+        if not p.is_file():
+            raise OptionError(f"--input {spec}: no such file {p}")
+        try:
+            data = np.load(p, allow_pickle=False)
+        except Exception as exc:
+            raise OptionError(f"--input {spec}: {p} is not a .npy/.npz file: {exc}") from exc
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                feeds.update({k: data[k] for k in data.files})
+            continue
+        if not name:
+            if len(names) != 1:
+                raise OptionError(f"--input {spec}: the model has inputs {', '.join(names)}; "
+                                  f"write --input NAME=FILE.npy")
+            name = names[0]
+        feeds[name] = data
+    return feeds
+
+
+def run(artifact: PathLike, feeds: dict[str, np.ndarray], emulate: bool = False, compare: bool | None = None,
+        threads: int = 0) -> RunResult:
+    """Execute an artifact; compare with onnxruntime on its optimized ONNX (default: when emulating)."""
+    from optkit.backend.runtime.runner import run_artifact
+
+    return run_artifact(artifact, feeds, emulate=emulate, compare_reference=emulate if compare is None else compare,
+                        threads=threads)
+
+
+def save_outputs(outputs: dict[str, np.ndarray], path: PathLike, inputs: Iterable[PathLike] = ()) -> None:
+    """Outputs to FILE.npy (one output) or FILE.npz, atomically; `path` may not replace an input."""
+    from optkit.core.safe_output import atomic_file
+
+    path = Path(path)
+    if path.suffix != ".npz" and len(outputs) != 1:
+        raise OptionError(f"-o {path}: the model has {len(outputs)} outputs; use a .npz file")
+    with atomic_file(path, tuple(map(Path, inputs))) as tmp, open(tmp, "wb") as f:
+        if path.suffix == ".npz":
+            np.savez(f, **outputs)
+        else:
+            np.save(f, next(iter(outputs.values())))
+
+
+def list_passes() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every registered pass (built-in and plugins; a plugin that fails to load carries its error), and the
+    named pipelines."""
+    from optkit.pass_infra.registry import available_passes, get_pass_class
+    from optkit.pass_infra.spec import PIPELINES
+
+    rows = []
+    for name, origin in available_passes().items():
+        try:
+            cls = get_pass_class(name)
+            rows.append({"name": name, "origin": origin, "exact": cls.exact, "summary": cls.summary,
+                         "options": {k: {"default": o.default, "help": o.help} for k, o in cls.options.items()}})
+        except OptkitError as exc:
+            rows.append({"name": name, "origin": origin, "error": str(exc)})
+    return rows, PIPELINES
+
+
+def list_targets() -> list[Target]:
+    from optkit.backend.targets import list_targets as targets
+
+    return targets()
+
+
+def list_models() -> list[dict[str, Any]]:
+    """The reference models with their interface, size and recorded fp32 metric."""
+    from optkit.reference_models.catalog import TASKS, file_stats, get_task, recorded_metrics
+
+    rows = []
+    for name in TASKS:
+        task = get_task(name)
+        row = {"name": name, "description": task.description, "onnx": str(task.onnx_path),
+               "input": list(task.input_shape), "metric": task.metric_name,
+               "higher_is_better": task.higher_is_better, "eval_samples": task.eval_size}
+        if task.onnx_path.exists():
+            row.update(file_stats(task.onnx_path))
+        recorded = recorded_metrics(task)
+        row["fp32"] = recorded["value"] if recorded else None
+        rows.append(row)
+    return rows
+
+
+def evaluate(name: str, model: PathLike | None = None, artifact: PathLike | None = None, limit: int | None = None):
+    """A model with reference model `name`'s interface (ONNX or host artifact) on its evaluation set."""
+    from optkit.reference_models.catalog import evaluate as evaluate_task
+
+    if model and artifact:
+        raise OptionError("give --model or --artifact, not both")
+    return evaluate_task(name, Path(model) if model else None, Path(artifact) if artifact else None, limit)
+
+
+def fusion_demo(output: PathLike, model: PathLike | None = None) -> dict[str, Any]:
+    """Face fusion with the face landmark model (or another with its interface); writes a picture."""
+    from optkit.reference_models.catalog import get_task, onnx_runner
+    from optkit.reference_models.face.demo import fusion_demo as demo
+
+    return demo(onnx_runner(model or get_task("face").onnx_path), output)
+
+
+@dataclass
+class QuantReport:
+    tensors: list            # quant_report.TensorError, worst first
+    record: PassRecord       # the quantize-int8 pass: output SQNR and sizes
+
+
+def quant_report(model: PathLike, calibration: CalibrationProvider | None, passes: str = "mobile",
+                 calibrator: str = "minmax") -> QuantReport:
+    """Per-tensor quantization error (SQNR, cosine) between the float model and its int8 version."""
+    from optkit.harness.quant_report import tensor_errors
+    from optkit.pass_infra.manager import PassManager
+    from optkit.pass_infra.spec import build_passes
+
+    if calibration is None:
+        raise OptionError("quant-report needs calibration data: --calibration MODEL_NAME or --calibration-data FILE.npz")
+    float_model, _, ctx = _run_passes(model, passes, calibration)
+    quantized, records = PassManager(build_passes(f"quantize-int8{{calibrator={calibrator}}}")).run(float_model, ctx)
+    return QuantReport(tensor_errors(float_model, quantized, list(ctx.calibration())[:8]), records[0])
+
+
+def quantize(model: PathLike, output: PathLike, reference_model: str, accuracy_budget: float,
+             passes: str = "mobile", calibrator: str = "minmax", eval_samples: int = 40,
+             calibration_samples: int | None = None, log: Log = _silent):
+    """Accuracy-aware int8: keep the worst layers in float until the reference model's task metric is
+    within `accuracy_budget`; writes the model either way (check `within_budget`)."""
+    from optkit.graph.model_io import save_model
+    from optkit.harness.accuracy_aware import quantize_within_budget
+    from optkit.reference_models.catalog import get_task
+
+    task = get_task(reference_model)
+    float_model, _, ctx = _run_passes(model, passes, calibration(reference_model, samples=calibration_samples))
+    log(f"{reference_model}: float {task.metric_name} on {eval_samples} eval samples, budget {accuracy_budget}")
+    result = quantize_within_budget(float_model, task, accuracy_budget, ctx, calibrator, eval_samples, log=log)
+    save_model(result.model, output)
+    return result
+
+
+@dataclass
+class PruneScan:
+    metric_name: str
+    unpruned: float
+    groups: list             # prune_scan.GroupSensitivity, cheapest per FLOP first
+
+
+def prune_scan(model: PathLike, reference_model: str, ratio: float = 0.5, passes: str = "mobile",
+               eval_samples: int = 16, reconstruct: bool = True, log: Log = _silent) -> PruneScan:
+    """Prune each channel group alone by `ratio` and measure the task metric it costs."""
+    from optkit.harness.prune_scan import scan
+    from optkit.reference_models.catalog import get_task
+
+    task = get_task(reference_model)
+    float_model, _, ctx = _run_passes(model, passes, calibration(reference_model, samples=8))
+    base, rows = scan(float_model, task, ctx, ratio, eval_samples, reconstruct, log=log)
+    return PruneScan(task.metric_name, base, rows)
+
+
+def check(models: list[str] | None = None, targets: list[str] | None = None, options: CheckOptions | None = None,
+          progress: Log = _silent) -> CheckReport:
+    """The gate: every model x target against its budgets (and a baseline); `report.passed` is the verdict."""
+    from optkit.harness.gate import CheckOptions, run_check
+
+    return run_check(models, targets, options or CheckOptions(), progress=progress)
+
+
+def tune(models: Iterable[str], target: str | Target, db: PathLike, trials: int = 32, passes: str = "mobile",
+         input_shapes: str = "", rpc: str | None = None, key: str | None = None,
+         calibration_samples: int | None = None, progress: Callable[[str, int, int], None] | None = None):
+    """MetaSchedule-tune ONNX files or reference models into a database `compile --tuning-db` applies."""
+    from optkit.backend.tuning import tune as tune_models
+    from optkit.reference_models.catalog import TASKS, get_task
+
+    entries = []
+    for m in models:
+        if m in TASKS:
+            entries.append((m, get_task(m).onnx_path, input_shapes or get_task(m).compile_shapes))
+        elif Path(m).is_file():
+            entries.append((Path(m).stem, Path(m), input_shapes))
+        else:
+            raise OptionError(f"{m}: neither a model file nor a reference model ({', '.join(TASKS)})")
+    return tune_models(entries, resolve_target(target), Path(db), trials, passes, rpc, key,
+                       calibration_for=lambda name: calibration(name, samples=calibration_samples)
+                       if name in TASKS else None, progress=progress)
+
+
+@dataclass
+class EstimateRow:
+    model: str
+    pipeline: str
+    cells: dict[str, tuple[float, float | None]]    # target -> (estimated ms, budget ms or None)
+
+
+def estimate(models: list[str] | None = None, targets: Iterable[str | Target] = (),
+             budgets: PathLike | None = None) -> list[EstimateRow]:
+    """Estimated device latency (per-layer roofline) of each budgeted model after its budget pipeline."""
+    from optkit.harness.budgets import load_budgets
+    from optkit.harness.estimate import estimate_latency
+    from optkit.reference_models.catalog import get_task
+
+    table_budgets, _ = load_budgets(budgets)
+    target_objs = [resolve_target(t) for t in targets]
+    rows = []
+    for name in models or list(table_budgets):
+        if name not in table_budgets:
+            raise OptionError(f"--models: no budget for {name} (budgeted: {', '.join(table_budgets)})")
+        budget = table_budgets[name]
+        model, _, _ = _run_passes(get_task(name).onnx_path, budget.pipeline, calibration(name))
+        rows.append(EstimateRow(name, budget.pipeline, {
+            t.name: (estimate_latency(model, t.peak).total_ms, budget.latency_ms_max.get(t.name))
+            for t in target_objs}))
+    return rows
+
+
+def setup_emulator(dest: PathLike | None = None) -> Path:
+    """Prepare (or reuse) the AArch64 sysroot `run --emulate` and `--validate emulate` need."""
+    from optkit.backend.runtime.emulation import prepare_sysroot
+
+    return prepare_sysroot(Path(dest) if dest else None)

@@ -1,0 +1,135 @@
+"""The compiler driver: ONNX → optkit passes → TVM Relax → build for a target → exported artifact."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from optkit.backend.artifact import OPTIMIZED_ONNX, sha256_file, versions, write_manifest
+from optkit.backend.build import build, export
+from optkit.backend.dot_product import has_dot_product
+from optkit.backend.importer import to_relax
+from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
+from optkit.backend.rewrites.resize import separable_resizes
+from optkit.backend.rewrites.take import clipped_takes
+from optkit.backend.targets import Target
+from optkit.backend.validate import MODES as VALIDATION_MODES
+from optkit.backend.validate import validate_build
+from optkit.core.errors import CompileError
+from optkit.core.safe_output import atomic_directory, check_directory_output
+from optkit.graph.model_io import load_model
+from optkit.graph.numerics import input_specs, output_specs
+from optkit.pass_infra.contract import PassContext
+from optkit.pass_infra.instruments import Instrument, PassRecord
+from optkit.pass_infra.manager import PassManager
+from optkit.pass_infra.spec import build_passes
+
+DEFAULT_PIPELINE = "mobile"
+LEGALIZE = "legalize"
+
+def tuning_label(tuning) -> str:
+    """'untuned', or 'tuned (k of n functions)' from a manifest's tuning entry."""
+    if tuning == "untuned":
+        return "untuned"
+    return f"tuned ({tuning['tuned_functions']} of {tuning['functions']} functions from the database)"
+
+
+@dataclass
+class CompileResult:
+    directory: Path
+    manifest: dict[str, Any]
+    records: list[PassRecord]
+
+
+@dataclass
+class Frontend:
+    """A model after optkit's passes and TVM's import: what compile builds and tune tunes."""
+
+    spec: str
+    optimized: onnx.ModelProto
+    records: list[PassRecord]
+    mod: Any                    # Relax IRModule, integer convolutions rewritten
+    integer_convolutions: int
+    dot_product_convolutions: int     # of those, on the CPU's int8 dot-product instruction (int8_dot.py)
+    separable_resizes: int
+
+
+def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = "", seed: int = 0,
+             instruments: list[Instrument] | None = None, calibration=None) -> Frontend:
+    # legalize runs last, always: it rewrites what TVM's importer would get wrong (passes/legalize.py).
+    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes,
+                                  LEGALIZE]))
+    ctx = PassContext(target=target, seed=seed, calibration=calibration)
+    optimized, records = PassManager(build_passes(spec) if spec else [], instruments).run(load_model(model_path), ctx)
+    mod = to_relax(optimized, f"{model_path} (after passes)")
+    import tvm
+
+    mod, _ = clipped_takes(mod)                     # Gather indices clamped: a bad index cannot read past the tensor
+    dot = has_dot_product(tvm.target.Target(target.tvm_target_dict()))
+    mod, integer_convs, dot_convs = integer_convolutions(mod, dot)  # QDQ models: int8 x int8 -> int32 convs
+    mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
+    mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
+    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes)
+
+
+def _tensor_list(specs) -> list[dict[str, Any]]:
+    return [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in specs]
+
+
+def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | os.PathLike,
+                  passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
+                  instruments: list[Instrument] | None = None, calibration=None, schedules: str = "default",
+                  tuning_db: str | os.PathLike | None = None, force: bool = False,
+                  inputs: tuple[str | os.PathLike, ...] = (), validate: str | bool = "auto") -> CompileResult:
+    """Optimize, build, export and validate (validate.py: the build against onnxruntime on generated inputs;
+    `validate` is auto, emulate or off); the directory appears only if every step succeeded. `out_dir` must
+    be new, empty or an earlier artifact (or `force`), and never the model or another of `inputs`."""
+    validate = {True: "auto", False: "off"}.get(validate, validate)
+    if validate not in VALIDATION_MODES:
+        raise CompileError(f"--validate {validate!r}: expected one of {', '.join(VALIDATION_MODES)}")
+    model_path = Path(model_path)
+    inputs = (model_path, *inputs, *([tuning_db] if tuning_db else []))
+    check_directory_output(out_dir, inputs, force)      # refuse before the long build, not after it
+    front = frontend(model_path, target, passes, input_shapes, seed, instruments, calibration)
+    optimized, records = front.optimized, front.records
+    database, tuning = None, "untuned"
+    if tuning_db is not None:
+        from optkit.backend.tuning_db import database_digest, open_database
+
+        database = open_database(tuning_db, target)
+    executable, schedule_counts = build(front.mod, target, schedules, database)
+    if schedule_counts["from_database"]:
+        tuning = {"database_sha256": database_digest(tuning_db), "tuned_functions": schedule_counts["from_database"],
+                  "functions": sum(schedule_counts.values())}
+    with atomic_directory(out_dir, inputs, force) as tmp:
+        library, description = export(executable, target, tmp)
+        validation = {"skipped": "validation turned off (--validate off)"}
+        if validate != "off":
+            validation = validate_build(optimized, tmp / library, target.arch, target.export_format, front.mod,
+                                        schedules, seed, f"{model_path} for '{target.name}'", validate)
+        (tmp / OPTIMIZED_ONNX).write_bytes(optimized.SerializeToString(deterministic=True))
+        manifest = {
+            "format": "optkit-artifact/1",
+            "versions": versions(),
+            "source_model": {"file": model_path.name, "sha256": sha256_file(model_path)},
+            "target": {**target.as_dict(), "path": Path(target.path).name, "tvm_resolved": target.tvm_target_dict()},
+            "passes": [r.as_dict() for r in records],
+            "pass_spec": front.spec,
+            "inputs": _tensor_list(input_specs(optimized)),
+            "outputs": _tensor_list(output_specs(optimized)),
+            "library": {"file": library, "kind": description, "export_format": target.export_format},
+            "optimized_onnx": OPTIMIZED_ONNX,
+            "tuning": tuning,
+            "schedules": {"mode": schedules, "functions": schedule_counts},
+            "integer_convolutions": front.integer_convolutions,
+            "dot_product_convolutions": front.dot_product_convolutions,
+            "separable_resizes": front.separable_resizes,
+            "validation": validation,
+        }
+        write_manifest(tmp, manifest)
+    return CompileResult(Path(out_dir), manifest, records)
+

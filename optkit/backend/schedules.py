@@ -1,0 +1,577 @@
+"""Default CPU schedules: what every fused TIR function gets when no tuning record covers it.
+
+TVM 0.27's CPU pipeline schedules nothing: a legalized conv2d runs as scalar, single-threaded loop nests.
+These rules, written with TVM's scheduling API (s_tir.Schedule), give the operators that dominate mobile
+vision models a sane shape for any LLVM CPU target:
+
+- convolutions (dense, 1x1, grouped, depthwise, integer): an output register tile of `f` output
+  channels x `w` output columns (w = the target's SIMD width where the row allows), accumulated in a local
+  buffer across the reduction loops, vectorized along the row, the fused bias/activation/residual
+  epilogue computed in the same tile; rows of channel blocks run in parallel;
+- strided dense and grouped convolutions: the padding stage writes each row as `stride` contiguous column
+  phases, so the tile's vector loads are contiguous;
+- depthwise convolutions: one channel plane per task, its zero padding computed in the same task (in
+  cache, no second pass over memory);
+- the packed int8 convolutions of int8_dot.py (CPUs with VNNI): the same register tile, its innermost
+  8 pixels x 4 channels one `vpdpbusd` (tensorize);
+- dense layers (matmul): the output row in registers, the constant weights streamed row by row;
+- the two-pass resizes (relax_resize.py: bilinear, nearest upscales): one channel plane per task, its
+  passes vectorized (the horizontal pass of an integer upscale by LLVM, from phases unrolled here);
+- everything else (padding, concat, pooling, casts): injective stages inlined, outer loops in parallel, the
+  innermost vectorized; reductions over trailing axes (InstanceNorm statistics) as vector partial sums.
+
+Loops run in parallel only when the function has enough work to pay for waking the pool's threads (~20 us
+a region when they sleep), which is more than a whole 4x4 depthwise layer takes on one core.
+
+Each rule is tried on a copy; a function a rule cannot handle keeps TVM's unscheduled loops (correct,
+slow), and `schedule_module` reports how many functions each rule took.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from optkit.backend.dot_product import DOT_BLOCK, DOT_INTRIN, PACK_BLOCK, PIXELS
+from optkit.backend.rewrites.resize import COLS_BLOCK, PHASES_ATTR, ROWS_BLOCK
+
+SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
+CONV_BLOCK_PREFIXES = ("conv2d", "group_conv2d", "depthwise_conv2d")
+MATMUL_BLOCK_PREFIXES = ("matmul", "NT_matmul", "T_matmul", "dense")
+_SPATIAL, _REDUCE = 0, 2
+MAX_UNROLLED_ROW = 256       # a resize's edge-padded row is unrolled up to this width (longer: a plain loop)
+# Work (multiply-adds + 4 x elements moved) below which a function runs on one thread. Measured on the face
+# model's layers (2 cores): a 256x8x8 depthwise layer 61 us in parallel vs 14 us on one thread; parallel
+# wins from about 1.5 M (a 48x64x64 stride-2 depthwise layer: 46 vs 70 us).
+PARALLEL_MIN_WORK = 1_500_000
+DEINTERLEAVED_COLUMNS = 16         # columns per unrolled phase copy of a strided depthwise conv's padding
+
+
+@dataclass
+class ScheduleStats:
+    dot: list[str] = field(default_factory=list)
+    conv: list[str] = field(default_factory=list)
+    matmul: list[str] = field(default_factory=list)
+    resize: list[str] = field(default_factory=list)
+    generic: list[str] = field(default_factory=list)
+    unscheduled: list[str] = field(default_factory=list)
+    from_database: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: len(v) for k, v in vars(self).items()}
+
+    def scheduled(self) -> int:
+        """Functions one of optkit's rules took."""
+        return len(self.dot) + len(self.conv) + len(self.matmul) + len(self.resize) + len(self.generic)
+
+
+def vector_lanes(target) -> int:
+    """fp32 lanes per row tile: the target's SIMD width (NEON: 4, AVX2: 8), capped at 8. On AVX-512 a
+    16-wide tile measured 1.2-6x slower than an 8-wide one on the reference models' rows (15-160 wide):
+    short rows waste most of a 16-lane register and LLVM splits odd-sized vectors badly."""
+    from tvm.target import codegen
+
+    return max(1, min(8, int(codegen.llvm_get_vector_width(target)) // 32))
+
+
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _divisor(n: int, candidates) -> int:
+    return next((c for c in candidates if c <= n and n % c == 0), 1)
+
+
+def _row_tile(width: int, lanes: int) -> int:
+    """Columns per register tile: a multiple of the SIMD width that divides the row; else the row itself when
+    it fits one register; else a divisor near the SIMD width; else (prime widths) the SIMD width, with the
+    last tile predicated."""
+    for k in (2, 1):
+        if width % (lanes * k) == 0:
+            return lanes * k
+    if width <= lanes:
+        return width
+    near = _divisor(width, range(2 * lanes, lanes // 2, -1))
+    return near if near > 1 else lanes
+
+
+def _blocks(sch):
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def _iter_types(sch, block) -> list[int]:
+    return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+
+
+def _is_copy(sch, block) -> bool:
+    """A block that only moves data (padding with zero pads, casts on a same-shape buffer)."""
+    stmt = sch.get(block)
+    if len(stmt.reads) != 1 or len(stmt.writes) != 1:
+        return False
+    return [int(d) for d in stmt.reads[0].source.shape] == [int(d) for d in stmt.writes[0].source.shape]
+
+
+def _work(sch) -> int:
+    """Multiply-adds of every reduction block plus 4 x the elements every block writes."""
+    total = 0
+    for block in _blocks(sch):
+        iters = sch.get(block).iter_vars
+        extents = [int(iv.dom.extent) for iv in iters]
+        reduce = any(int(iv.iter_type) == _REDUCE for iv in iters)
+        size = 1
+        for e in extents:
+            size *= e
+        total += size if reduce else 4 * size
+    return total
+
+
+def _vector_row(sch, loop, lanes: int) -> None:
+    """Vectorize a row loop: whole when short, else in row tiles."""
+    extent = _extent(sch, loop)
+    if extent > 4 * lanes:
+        _, loop = sch.split(loop, [None, _row_tile(extent, lanes)])
+    sch.vectorize(loop)
+
+
+def _parallel_vector(sch, block, lanes: int, parallel: bool = True) -> None:
+    """A spatial stage: all loops but the innermost fused (and parallel), the innermost vectorized."""
+    loops = sch.get_loops(block)
+    outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+    if parallel:
+        sch.parallel(outer)
+    _vector_row(sch, loops[-1], lanes)
+
+
+def _inline_input_stages(sch, block, inside: set[str]) -> None:
+    """An elementwise stage at the root that reads only function inputs (the dequantize of an int8
+    residual) is inlined into the epilogue stage reading it, so that stage (the residual add) and the ones
+    after it (the requantize) can join the tile instead of each making a pass of its own over the tensor:
+    face's int8 residual layers 44.6 -> 33.3 us and 24.1 -> 17.1 us, gesture's 136 -> 115 us, same outputs."""
+    for producer in sch.get_producers(block):
+        if (sch.get(producer).name_hint not in inside and not sch.get_producers(producer)
+                and all(t == _SPATIAL for t in _iter_types(sch, producer))):
+            try:
+                sch.compute_inline(producer)
+            except Exception:  # ScheduleError: not inlinable; the stage stays at the root
+                pass
+
+
+def _epilogue_into_tile(sch, epilogue: list[str], tile_loop, inside: set[str]) -> None:
+    """The epilogue (bias, activation, residual add, requantize) runs in the tile: a stage that is the only
+    reader of its single producer is inlined into it; any other stage (HardSwish reads the biased value
+    twice) is computed at the tile, but only when it reads something computed there and everything it
+    reads is (`inside` holds the tile's blocks). Once one stage stays at the root, every later one does
+    too. TVM 0.27 refuses neither case and builds wrong code: a stage reading only a function input (the
+    quantize of an int8 residual) computed at the tile covered part of its tensor, and the residual add
+    read the rest from the previous run (gesture int8: outputs changed between runs, AP 1.0 vs 0.92).
+    reverse_compute_inline is only tried in the first case: TVM 0.27 accepts it with other readers left and
+    then fails at build time."""
+    inside = set(inside)
+    for name in epilogue:
+        block = sch.get_sblock(name)
+        _inline_input_stages(sch, block, inside)
+        producers = sch.get_producers(block)
+        if len(producers) == 1 and len(sch.get_consumers(producers[0])) == 1:
+            try:
+                sch.reverse_compute_inline(block)
+                continue
+            except Exception:  # ScheduleError: not elementwise on its producer
+                pass
+        if not producers or any(sch.get(p).name_hint not in inside for p in producers):
+            return                                   # this stage and the rest stay at the root
+        sch.reverse_compute_at(block, tile_loop, preserve_unit_loops=True)
+        sch.vectorize(sch.get_loops(block)[-1])
+        inside.add(name)
+
+
+def _stages_after(sch, block) -> list[str]:
+    names = [sch.get(b).name_hint for b in _blocks(sch)]
+    return names[names.index(sch.get(block).name_hint) + 1:]
+
+
+def _matmul_columns(width: int, lanes: int) -> int:
+    """Output columns a task accumulates in registers: the whole row when it is at most 8 SIMD vectors; else
+    8, 4 or 2 whole vectors when they divide it; else its largest divisor up to 8 vectors. (Face's 2272 -> 136
+    head: 43.7 us in rows of one vector, 54 us as one row, 23 us in rows of 34. A 1000-wide classifier
+    used to get one column a task.)"""
+    if width % lanes == 0 and width <= 8 * lanes:
+        return width
+    return _divisor(width, (8 * lanes, 4 * lanes, 2 * lanes, *range(8 * lanes, 0, -1)))
+
+
+def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
+    """Dense layers (x @ W, W constant [K, N]): the output row in registers, W streamed row by row (contiguous
+    loads), K innermost-but-one; the epilogue in the tile."""
+    loops = sch.get_loops(matmul)
+    types = _iter_types(sch, matmul)
+    if len(loops) < 2 or types[-1] != _REDUCE or any(t != _SPATIAL for t in types[:-1]):
+        raise ValueError("not a matmul nest")
+    epilogue = _stages_after(sch, matmul)
+    *outer, j, k = loops
+    extent = _extent(sch, j)
+    j_tile = _matmul_columns(extent, lanes)
+    j_o, j_i = sch.split(j, [None, j_tile])
+    sch.reorder(*outer, j_o, k, j_i)
+    acc = sch.cache_write(matmul, 0, "local")
+    sch.reverse_compute_at(acc, j_o, preserve_unit_loops=True)
+    _epilogue_into_tile(sch, epilogue, j_o, {sch.get(matmul).name_hint, sch.get(acc).name_hint})
+    sch.vectorize(sch.get_loops(acc)[-1])
+    sch.vectorize(j_i)
+    tasks = sch.fuse(*outer, j_o) if outer else j_o
+    if parallel:
+        sch.parallel(tasks)
+    init = sch.decompose_reduction(matmul, k)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def schedule_resize(sch, rows, lanes: int, parallel: bool = True) -> None:
+    """The two-pass resize (relax_resize.py: bilinear, or a nearest upscale): one channel plane per task, its
+    horizontal pass computed there (in cache), the vertical pass vectorized along the row. The horizontal
+    pass of an integer upscale is unrolled over its phases, a bilinear one's edge-padded input row computed
+    just before (unrolled, so its clamps fold away): LLVM turns the loop into contiguous loads and
+    interleaving shuffles. Otherwise it is vectorized along the row (gathers through the index tables)."""
+    cols = sch.get_consumers(rows)
+    if len(cols) != 1 or sch.get(cols[0]).name_hint != COLS_BLOCK:
+        raise ValueError("not a separable resize")
+    n, c, y, x = sch.get_loops(cols[0])
+    plane = sch.fuse(n, c)
+    sch.compute_at(rows, plane)
+    _vector_row(sch, sch.get_loops(cols[0])[-1], lanes)
+    factor = sch.get(rows).annotations.get(PHASES_ATTR)
+    if factor is None:
+        _vector_row(sch, sch.get_loops(rows)[-1], lanes)
+    else:
+        row, column = sch.get_loops(rows)[-2:]
+        for padded in sch.get_producers(rows):       # a bilinear upscale's edge-padded row
+            sch.compute_at(padded, row)
+            padded_column = sch.get_loops(padded)[-1]
+            if _extent(sch, padded_column) <= MAX_UNROLLED_ROW:
+                sch.unroll(padded_column)
+        _, phase = sch.split(column, [None, int(factor)])
+        sch.unroll(phase)
+    if parallel:
+        sch.parallel(plane)
+
+
+def _pointwise_on_short_rows(sch, conv, lanes: int) -> bool:
+    """A 1x1 convolution reading its input at the output's own pixels (stride 1, no padding: an input of the
+    output's height and width) whose rows are shorter than two SIMD rows, and whose map splits into tiles
+    of whole rows. (A tile that ends inside a row built wrong: TVM 0.27 vectorized the loads of a 9x7 map
+    in tiles of 9 incorrectly; caught by the numerics test.)"""
+    *_, y, x, rc, ry, rx = sch.get_loops(conv)
+    width = _extent(sch, x)
+    if _extent(sch, ry) != 1 or _extent(sch, rx) != 1 or width >= 2 * lanes:
+        return False
+    if _row_tile(_extent(sch, y) * width, lanes) % width:
+        return False
+    stmt = sch.get(conv)
+    out = stmt.writes[0].source
+    out_hw = [int(d) for d in out.shape[2:]]
+    return any(r.source.name != out.name and len(r.source.shape) == 4
+               and [int(d) for d in r.source.shape[2:]] == out_hw and int(r.source.shape[1]) == _extent(sch, rc)
+               for r in stmt.reads)
+
+
+def _column_stride(sch, conv, buffer) -> int:
+    """How far the convolution's read of `buffer` moves along its last axis per output column."""
+    from tvm.sym.pattern import detect_linear_equation
+
+    stmt = sch.get(conv)
+    column = stmt.iter_vars[3].var
+    for read in stmt.reads:
+        if read.source.same_as(buffer):
+            coefficients = detect_linear_equation(read.region[-1].min, [column])
+            return int(coefficients[0]) if len(coefficients) == 2 else 1
+    return 1
+
+
+def _column_phases(stride: int):
+    """Index map: column w of a row to [w % stride, w // stride]."""
+    return lambda n, c, h, w: (n, c, h, w % stride, w // stride)
+
+
+def _split_column_phases(sch, conv) -> None:
+    """A strided convolution reads every s-th column of its padded input, and a vector of such columns is
+    loaded one lane at a time. The padding stage writes its rows as s contiguous phases instead
+    (column w at [w % s, w // s]), so the tile's vector loads are contiguous again: a stride-2 3x3 conv of
+    style (16 -> 32 channels, 256x256) 1.63 -> 0.92 ms, the strided reads now done once, by the padding.
+    Depthwise convs too when their output rows are DEINTERLEAVED_COLUMNS or longer (their phased copy is
+    written so that LLVM vectorizes it, see _deinterleave_rows); on shorter rows the copy cost more than it
+    saved (24 channels, 19x19 -> 10x10: 6 -> 10 us)."""
+    *_, x, rc, _, _ = sch.get_loops(conv)
+    if _extent(sch, rc) == 1 and _extent(sch, x) < DEINTERLEAVED_COLUMNS:
+        return
+    for pad in sch.get_producers(conv):
+        if not sch.get(pad).name_hint.startswith("pad"):
+            continue
+        buffer = sch.get(pad).writes[0].source
+        stride = _column_stride(sch, conv, buffer)
+        if stride <= 1:
+            continue
+        phases = _column_phases(stride)
+        zero = 0.0 if "float" in str(buffer.dtype) else 0
+        sch.transform_layout(pad, ("write", 0), phases, pad_value=zero)
+        if len(sch.get(pad).iter_vars) == 4:     # an odd width: transform_layout has already padded the loops
+            sch.transform_block_layout(pad, phases)   # loops in the new layout: contiguous writes
+
+
+def _deinterleave_rows(sch, pad) -> None:
+    """The phased padding of one depthwise plane, as unrolled copies of DEINTERLEAVED_COLUMNS columns x s
+    phases: LLVM's SLP vectorizer turns them into contiguous loads and shuffles, where a vectorized phase
+    row loaded its strided columns one lane at a time. Stride-2 depthwise layers: pose's 96 x 160 x 160
+    0.51 -> 0.34 ms, gesture's 5x5 72 x 64 x 64 0.19 -> 0.11 ms (fp32); the int8 ones, which also convert
+    bytes here, alike."""
+    *_, phase, column = sch.get_loops(pad)
+    column_o, column_i = sch.split(column, [None, DEINTERLEAVED_COLUMNS])
+    sch.reorder(column_o, phase, column_i)
+    sch.unroll(phase)
+    sch.unroll(column_i)
+
+
+def _inline_into_padding(sch, conv) -> None:
+    """An elementwise stage feeding the padding (the byte-to-float cast of an int8 depthwise conv) is
+    computed by the padding copy itself, not in a pass of its own over the whole input: int8 depthwise
+    layers 10-35 % faster (pose's 96 x 160 x 160 stride-2 layer 297 -> 188 us, face's 128 x 16 x 16
+    stride-2 layer 37 -> 13 us), the same outputs."""
+    for pad in sch.get_producers(conv):
+        if not sch.get(pad).name_hint.startswith("pad"):
+            continue
+        for producer in sch.get_producers(pad):
+            if all(t == _SPATIAL for t in _iter_types(sch, producer)) and _is_copy(sch, producer):
+                sch.compute_inline(producer)
+
+
+def _pad_plane_row(sch, loop, lanes: int) -> None:
+    """A row of a depthwise plane's padding copy: unrolled scalars when it is short (4x4 and 8x8 maps; LLVM's
+    SLP vectorizer packs them), else one vector of the row's width: face's 256 x 8 x 8 layer 14.0 -> 8.9 us
+    fp32 and 15.5 -> 10.1 us int8 unrolled. (Splitting longer rows into SIMD-wide vectors measured up to 2.5x
+    slower on gesture's int8 layers.)"""
+    if _extent(sch, loop) <= lanes + 4:
+        sch.unroll(loop)
+    else:
+        sch.vectorize(loop)
+
+
+def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
+    loops = sch.get_loops(conv)
+    types = _iter_types(sch, conv)
+    if len(loops) != 7 or types[:4] != [_SPATIAL] * 4 or any(t != _REDUCE for t in types[4:]):
+        raise ValueError("not an NCHW convolution nest")
+    for producer in sch.get_producers(conv):
+        if _is_copy(sch, producer):
+            sch.compute_inline(producer)
+    _split_column_phases(sch, conv)
+    _inline_into_padding(sch, conv)
+    epilogue = _stages_after(sch, conv)
+    n, f, y, x, rc, ry, rx = loops
+    depthwise = _extent(sch, rc) == 1
+    padding = [p for p in sch.get_producers(conv) if sch.get(p).name_hint.startswith("pad")]
+    channels = _extent(sch, f)
+    # 8 output channels a tile; a count 8 does not divide gets a predicated last tile. (Falling back to a
+    # divisor left 15-, 27- or 53-channel convs one channel a tile: pruned pose 15.8 -> 9.1 ms.)
+    f_tile = 1 if depthwise else min(channels, 8)
+    rows = [y]
+    if _pointwise_on_short_rows(sch, conv, lanes):
+        # A 1x1, stride-1 conv on a small map (face's 4x4 and 8x8): the whole map is one row of pixels.
+        x, rows = sch.fuse(y, x), []
+    x_tile = _row_tile(_extent(sch, x), lanes)
+    while f_tile * x_tile < 8 * lanes and _extent(sch, x) % (2 * x_tile) == 0 and x_tile % lanes == 0:
+        x_tile *= 2       # few output channels (style's 16 -> 3 head): a wider row keeps 8+ vector accumulators
+    f_o, f_i = sch.split(f, [None, f_tile])
+    x_o, x_i = sch.split(x, [None, x_tile])
+    sch.reorder(n, f_o, *rows, x_o, rc, ry, rx, f_i, x_i)
+    acc = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
+    _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
+    sch.vectorize(sch.get_loops(acc)[-1])
+    if f_tile > 1:
+        sch.unroll(f_i)
+    sch.vectorize(x_i)
+    if depthwise:
+        # One channel plane per task: the plane's padding is computed there, while it is in cache.
+        plane = sch.fuse(n, f_o)
+        for pad in padding:
+            sch.compute_at(pad, plane)
+            if len(sch.get(pad).writes[0].source.shape) == 5:       # split into column phases
+                _deinterleave_rows(sch, pad)
+            else:
+                _pad_plane_row(sch, sch.get_loops(pad)[-1], lanes)
+    else:
+        plane = sch.fuse(n, f_o, *rows)
+    if parallel:
+        sch.parallel(plane)
+    init = sch.decompose_reduction(conv, rc)
+    init_loops = sch.get_loops(init)
+    if sch.get(init_loops[-1]).kind != sch.get(x_i).kind:
+        sch.vectorize(init_loops[-1])
+
+
+def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
+    """The packed integer convolution of int8_dot.py: a register tile of 8 output channels x 16 (or 8)
+    pixels, its innermost 8 pixels x 4 input channels one `vpdpbusd` (tensorize), the epilogue (zero-point
+    correction, rescale, bias, activation, requantize) in the tile; the input packed at the root."""
+    n, f, y, x, rc, ry, rx, rk = sch.get_loops(conv)
+    epilogue = _stages_after(sch, conv)
+    x_tile = 2 * PIXELS if _extent(sch, x) % (2 * PIXELS) == 0 else PIXELS
+    f_o, f_i = sch.split(f, [None, PIXELS])
+    x_o, x_i = sch.split(x, [None, x_tile])
+    x_v, x_l = sch.split(x_i, [None, PIXELS])
+    sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
+    acc = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
+    _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
+    sch.vectorize(sch.get_loops(acc)[-1])
+    tasks = sch.fuse(n, f_o, y)
+    if parallel:
+        sch.parallel(tasks)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(f_i)
+    sch.unroll(x_v)
+    sch.tensorize(x_l, DOT_INTRIN)
+    # The packing interleaves 4 channel rows: written as unrolled scalars, LLVM's SLP vectorizer turns
+    # 8 pixels x 4 channels into loads and shuffles (pose's 24 x 160 x 160 input: 0.25 -> 0.03 ms; a
+    # vectorized fused loop gathered byte by byte).
+    *rows, columns, channels = sch.get_loops(sch.get_sblock(PACK_BLOCK))
+    tasks = sch.fuse(*rows[:3])
+    if parallel:
+        sch.parallel(tasks)
+    _, pixels = sch.split(columns, [None, PIXELS])
+    sch.unroll(pixels)
+    sch.unroll(channels)
+
+
+def _vector_reduction(sch, block, spatial: int, lanes: int, parallel: bool) -> None:
+    """A reduction over trailing axes (per-channel mean and variance of InstanceNorm, global pooling):
+    the reduced axes fused and split by rfactor into vector-wide partial sums (contiguous vector loads),
+    then those summed; channels in parallel. Measured on style's InstanceNorm: 13-15x faster than one
+    scalar accumulator per channel."""
+    loops = sch.get_loops(block)
+    reduced = sch.fuse(*loops[spatial:]) if len(loops) - spatial > 1 else loops[spatial]
+    width = 2 * lanes
+    if _extent(sch, reduced) % width == 0 and _extent(sch, reduced) >= 4 * width:
+        _, lanes_loop = sch.split(reduced, [None, width])
+        partial = sch.rfactor(lanes_loop, spatial)        # partial sums stored lanes-innermost
+        partial_loops = sch.get_loops(partial)
+        sch.vectorize(partial_loops[-1])
+        if parallel:
+            sch.parallel(sch.fuse(*partial_loops[:spatial]) if spatial > 1 else partial_loops[0])
+        init = sch.decompose_reduction(partial, partial_loops[-2])
+        sch.vectorize(sch.get_loops(init)[-1])
+    if parallel:
+        outer = sch.get_loops(block)[:spatial]
+        sch.parallel(sch.fuse(*outer) if spatial > 1 else outer[0])
+
+
+_TRANSCENDENTAL = re.compile(r"\bT\.(exp|exp2|log|tanh|sigmoid|pow|erf)\(")
+
+
+def _calls_transcendental(sch, block) -> bool:
+    """Whether the block's value calls exp, log, tanh and the like: a scalar libm call per element on CPUs,
+    too dear to recompute in every consumer (gesture's softmax over 2688 x 4 scores, its exp once instead of
+    in both the sum and the normalization: 55 -> 26 us). Read from the printed block: TVM 0.27's Python API
+    has no TIR expression visitor."""
+    return bool(_TRANSCENDENTAL.search(str(sch.get(block).body)))
+
+
+def schedule_generic(sch, lanes: int, parallel: bool = True) -> None:
+    """Injective stages inlined into their consumers; then parallel outer spatial loops and a vector
+    innermost loop for every stage left."""
+    outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
+    for block in _blocks(sch):
+        if len(sch.get_consumers(block)) > 1 and _calls_transcendental(sch, block):
+            continue                  # softmax's exp, read by its sum and its normalization: computed once
+        if sch.get(block).name_hint not in outputs and all(t == _SPATIAL for t in _iter_types(sch, block)):
+            try:
+                sch.compute_inline(block)
+            except Exception:  # ScheduleError: not inlinable (e.g. read by a reduction with a different shape)
+                pass
+    for block in _blocks(sch):
+        loops = sch.get_loops(block)
+        types = _iter_types(sch, block)
+        if len(loops) != len(types) or not loops:
+            continue
+        spatial = 0
+        while spatial < len(types) and types[spatial] == _SPATIAL:
+            spatial += 1
+        if spatial == len(types) and len(loops) > 1:
+            _parallel_vector(sch, block, lanes, parallel)
+        elif spatial:
+            _vector_reduction(sch, block, spatial, lanes, parallel)
+
+
+def _block_named(sch, prefixes: tuple[str, ...]):
+    for block in _blocks(sch):
+        if sch.get(block).name_hint.startswith(prefixes):
+            return block
+    return None
+
+
+def default_schedule(func, lanes: int):
+    """(Schedule holding the rule's trace, rule name), or (None, "") when no rule applies. The trace lets
+    `optkit tune` record the default as one more measured candidate."""
+    from tvm.s_tir import Schedule
+
+    sch = Schedule(func)
+    parallel = _work(sch) >= PARALLEL_MIN_WORK
+    for rule, prefixes, schedule in (("dot", (DOT_BLOCK,), schedule_dot_conv),
+                                     ("conv", CONV_BLOCK_PREFIXES, schedule_conv),
+                                     ("matmul", MATMUL_BLOCK_PREFIXES, schedule_matmul),
+                                     ("resize", (ROWS_BLOCK, COLS_BLOCK), schedule_resize)):
+        block = _block_named(sch, prefixes)
+        if block is None:
+            continue
+        try:
+            schedule(sch, block, lanes, parallel)
+            schedule_generic_rest(sch, lanes, parallel, skip=prefixes + (PACK_BLOCK,))
+            return sch, rule
+        except Exception:  # fall back to the generic rule on a fresh schedule
+            sch = Schedule(func)
+    try:
+        schedule_generic(sch, lanes, parallel)
+        return sch, "generic"
+    except Exception:  # ScheduleError or a rule's own refusal: keep TVM's loops
+        return None, ""
+
+
+def schedule_function(func, lanes: int):
+    """(scheduled PrimFunc, rule name), or (None, "") when no rule applies."""
+    sch, rule = default_schedule(func, lanes)
+    return (sch.mod["main"] if sch is not None else None), rule
+
+
+def schedule_generic_rest(sch, lanes: int, parallel: bool = True, skip: tuple[str, ...] = ()) -> None:
+    """Stages a convolution function keeps at its root besides the nest (padding, casts): parallel and
+    vectorized."""
+    for block in _blocks(sch):
+        if sch.get(block).name_hint.startswith(skip):
+            continue
+        loops = sch.get_loops(block)
+        types = _iter_types(sch, block)
+        alone = bool(loops) and len(sch.get_child_blocks(loops[0])) == 1      # not computed inside the nest
+        if alone and len(loops) == len(types) >= 2 and all(t == _SPATIAL for t in types):
+            _parallel_vector(sch, block, lanes, parallel)
+
+
+def schedule_module(mod, target, stats: ScheduleStats | None = None):
+    """Schedule every PrimFunc not already scheduled (by a tuning database) with the default rules."""
+    from tvm import relax
+
+    stats = stats or ScheduleStats()
+    lanes = vector_lanes(target)
+    updates = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            continue
+        if func.attrs is not None and SCHEDULED in func.attrs and func.attrs[SCHEDULED]:
+            stats.from_database.append(gv.name_hint)
+            continue
+        scheduled, rule = schedule_function(func, lanes)
+        if scheduled is None:
+            stats.unscheduled.append(gv.name_hint)
+            continue
+        getattr(stats, rule).append(gv.name_hint)
+        updates[gv] = scheduled.with_attr(SCHEDULED, True)
+    for gv, func in updates.items():
+        mod[gv] = func
+    return mod, stats
