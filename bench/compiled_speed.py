@@ -6,7 +6,7 @@
 For each graph, in one interleaved run with the same inputs and threads (both engines' workers spin within a
 run and sleep after it):
   untuned  - TVM with no schedules (plain legalized loops: what TVM 0.27 gives by itself)
-  default  - optkit's default CPU schedules (optkit/cpu_schedules.py)
+  default  - optkit's default CPU schedules (optkit/backend/schedules.py)
   tuned    - with a MetaSchedule database from `optkit tune` (when --tuning-db holds records for it)
   int8     - the model's shipped pipeline from reference_models/budgets.toml where it quantizes (every
              reference model's does), with --tuning-db when given: what `optkit check` builds; its accuracy

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optkit.reference_models.catalog import calibration_provider  # noqa: E402
 
-from optkit.backend.compiler import DEFAULT_PIPELINE, frontend, lower  # noqa: E402
+from optkit.backend.build import lower  # noqa: E402
+from optkit.backend.compiler import DEFAULT_PIPELINE, frontend  # noqa: E402
 from optkit.backend.runtime.vm_runner import configure_threads  # noqa: E402
 from optkit.backend.schedules import schedule_function, vector_lanes  # noqa: E402
 from optkit.backend.targets import get_target  # noqa: E402

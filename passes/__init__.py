@@ -1,2 +1,6 @@
 """optkit's built-in passes. Each module holds one pass; they are registered through the
-`optkit.passes` entry-point group in pyproject.toml, exactly like a third-party pass."""
+`optkit.passes` entry-point group in pyproject.toml, exactly like a third-party pass.
+
+May import: `optkit.pass_infra`, `optkit.graph`, `optkit.core` (docs/writing-passes.md); never the
+backend, so a pass runs wherever onnxruntime does.
+"""

@@ -1,6 +1,6 @@
 """`prune-channels`: structured channel pruning with least-squares reconstruction. Lossy.
 
-Channels are chosen per dependency group (optkit.channel_deps: residuals coupled, concat offsets
+Channels are chosen per dependency group (optkit.graph.channel_deps: residuals coupled, concat offsets
 mapped, depthwise convs and per-channel ops following) by filter norm (L1 or L2, or BatchNormalization
 scale when BNs are still there), uniformly per group, globally, or until a FLOP reduction target is met.
 Removing channels changes what the next convolution sees; with no retraining available, each consumer

@@ -199,7 +199,7 @@ def converter_style_net(seed: int = 0) -> onnx.ModelProto:
 
 
 def host_has_vnni() -> bool:
-    """Whether optkit's host builds put int8 convolutions on VNNI (int8_dot.py)."""
+    """Whether optkit's host builds put int8 convolutions on VNNI (backend/dot_product.py)."""
     import tvm
 
     from optkit.backend.dot_product import has_dot_product

@@ -110,7 +110,7 @@ def test_thread_pool_gets_the_threads_asked_for():
     process asking for 2 threads must get 2, and then 1 when it asks for 1."""
     env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
     code = ("import os; before = os.sched_getaffinity(0); "
-            "from optkit.vm_runner import configure_threads as c; import tvm; "
+            "from optkit.backend.runtime.vm_runner import configure_threads as c; import tvm; "
             "n = tvm.get_global_func('runtime.NumThreads'); print(c(2), n(), os.sched_getaffinity(0) == before)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     # a one-worker pool pinned the main thread to core 0, and every thread created later (onnxruntime's) with it

@@ -88,7 +88,8 @@ def test_default_schedule_matches_onnxruntime(case, save, tmp_path, threading_ru
 
 def conv_function(case, tmp_path):
     """The unscheduled TIR function of a one-conv graph, and the host's TVM target."""
-    from optkit.backend.compiler import frontend, lower
+    from optkit.backend.build import lower
+    from optkit.backend.compiler import frontend
 
     host = get_target("host")
     path = tmp_path / "conv.onnx"
@@ -267,7 +268,8 @@ def test_reductions_match_onnxruntime(case, save, tmp_path, threading_rule):
 def test_softmax_computes_its_exp_once_and_matches_onnxruntime(shape, axis, save, tmp_path, threading_rule):
     """The generic rule inlines elementwise stages, but not one that calls exp and has two readers (the sum
     and the normalization): it stays a stage of its own."""
-    from optkit.backend.compiler import frontend, lower
+    from optkit.backend.build import lower
+    from optkit.backend.compiler import frontend
     from optkit.backend.schedules import schedule_function, vector_lanes
 
     graph = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], "softmax",

@@ -1,4 +1,4 @@
-"""The separable bilinear resize (optkit/relax_resize.py): numerics against onnxruntime for every
+"""The separable bilinear resize (optkit/backend/rewrites/resize.py): numerics against onnxruntime for every
 coordinate mode it takes, upscaling, odd ratios and downscaling, threaded and on one thread; the rewrite
 and the schedule rule must both have taken the function."""
 

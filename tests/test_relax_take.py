@@ -1,4 +1,4 @@
-"""Gather indices are clamped (optkit/relax_take.py): valid indices, negative ones included, give
+"""Gather indices are clamped (optkit/backend/rewrites/take.py): valid indices, negative ones included, give
 onnxruntime's result; an index out of range reads inside the tensor instead of past it; and TVM's
 "Fast mode segfaults" warning is gone from the build."""
 

@@ -12,9 +12,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from optkit import __version__
 from optkit.core.errors import ArtifactError
 from optkit.core.safe_output import PARTIAL_MARKER
+from optkit.core.version import __version__
 
 MANIFEST = "manifest.json"
 OPTIMIZED_ONNX = "model.opt.onnx"

@@ -54,7 +54,7 @@ class Frontend:
     records: list[PassRecord]
     mod: Any                    # Relax IRModule, integer convolutions rewritten
     integer_convolutions: int
-    dot_product_convolutions: int     # of those, on the CPU's int8 dot-product instruction (int8_dot.py)
+    dot_product_convolutions: int     # of those, on the CPU's int8 dot-product instruction (backend/dot_product.py)
     separable_resizes: int
 
 
@@ -85,7 +85,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
                   instruments: list[Instrument] | None = None, calibration=None, schedules: str = "default",
                   tuning_db: str | os.PathLike | None = None, force: bool = False,
                   inputs: tuple[str | os.PathLike, ...] = (), validate: str | bool = "auto") -> CompileResult:
-    """Optimize, build, export and validate (validate.py: the build against onnxruntime on generated inputs;
+    """Optimize, build, export and validate (backend/validate.py: the build against onnxruntime on generated inputs;
     `validate` is auto, emulate or off); the directory appears only if every step succeeded. `out_dir` must
     be new, empty or an earlier artifact (or `force`), and never the model or another of `inputs`."""
     validate = {True: "auto", False: "off"}.get(validate, validate)

@@ -12,10 +12,10 @@ vision models a sane shape for any LLVM CPU target:
   phases, so the tile's vector loads are contiguous;
 - depthwise convolutions: one channel plane per task, its zero padding computed in the same task (in
   cache, no second pass over memory);
-- the packed int8 convolutions of int8_dot.py (CPUs with VNNI): the same register tile, its innermost
+- the packed int8 convolutions of backend/dot_product.py (CPUs with VNNI): the same register tile, its innermost
   8 pixels x 4 channels one `vpdpbusd` (tensorize);
 - dense layers (matmul): the output row in registers, the constant weights streamed row by row;
-- the two-pass resizes (relax_resize.py: bilinear, nearest upscales): one channel plane per task, its
+- the two-pass resizes (backend/rewrites/resize.py: bilinear, nearest upscales): one channel plane per task, its
   passes vectorized (the horizontal pass of an integer upscale by LLVM, from phases unrolled here);
 - everything else (padding, concat, pooling, casts): injective stages inlined, outer loops in parallel, the
   innermost vectorized; reductions over trailing axes (InstanceNorm statistics) as vector partial sums.
@@ -225,7 +225,7 @@ def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
 
 
 def schedule_resize(sch, rows, lanes: int, parallel: bool = True) -> None:
-    """The two-pass resize (relax_resize.py: bilinear, or a nearest upscale): one channel plane per task, its
+    """The two-pass resize (backend/rewrites/resize.py: bilinear, or a nearest upscale): one channel plane per task, its
     horizontal pass computed there (in cache), the vertical pass vectorized along the row. The horizontal
     pass of an integer upscale is unrolled over its phases, a bilinear one's edge-padded input row computed
     just before (unrolled, so its clamps fold away): LLVM turns the loop into contiguous loads and
@@ -407,7 +407,7 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
 
 
 def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
-    """The packed integer convolution of int8_dot.py: a register tile of 8 output channels x 16 (or 8)
+    """The packed integer convolution of backend/dot_product.py: a register tile of 8 output channels x 16 (or 8)
     pixels, its innermost 8 pixels x 4 input channels one `vpdpbusd` (tensorize), the epilogue (zero-point
     correction, rescale, bias, activation, requantize) in the tile; the input packed at the root."""
     n, f, y, x, rc, ry, rx, rk = sch.get_loops(conv)

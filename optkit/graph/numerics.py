@@ -109,7 +109,7 @@ def ort_session(model: onnx.ModelProto, threads: int = 1, optimize: bool = False
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
             threads: int = 1, what: str = "reference run") -> dict[str, np.ndarray]:
-    """One run under onnxruntime, stopped with a ResourceError past optkit's time limit (resources.py)."""
+    """One run under onnxruntime, stopped with a ResourceError past optkit's time limit (core/resources.py)."""
     from optkit.core.resources import bounded_ort_run
 
     return bounded_ort_run(ort_session(model, threads), feeds, what, outputs)

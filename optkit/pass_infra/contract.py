@@ -67,8 +67,9 @@ class Pass:
 
     Subclasses set `name`, `exact` (the manager then checks outputs numerically against the input model
     with onnxruntime; lossy passes declare `min_output_sqnr_db` instead) and `options`, and implement `run`.
-    `run` must not modify the model it is given: it works on a copy (see `copy_model`) and returns the new
-    model. Whatever `changed` says, the manager checks a model whose bytes changed.
+    The manager hands `run` its own copy of the model, which it may edit in place and return (called
+    outside the manager, give it a `copy_model`). Whatever `changed` says, the manager checks a model
+    whose bytes changed. docs/writing-passes.md has the whole contract.
     """
 
     name: ClassVar[str] = ""

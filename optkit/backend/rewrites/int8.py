@@ -16,7 +16,7 @@ activations and the following quantize (the requantize step) act on the rescaled
 The multiply-accumulate work, which is nearly all of a conv net's work, is done in integers.
 
 The accumulation takes one of three exact forms:
-- dense convolutions on CPUs with a u8 x s8 dot-product instruction (x86 VNNI): int8_dot.py's packed
+- dense convolutions on CPUs with a u8 x s8 dot-product instruction (x86 VNNI): backend/dot_product.py's packed
   convolution, four input channels per instruction lane;
 - grouped and depthwise convolutions: float32 sums of the integer values (exact while every partial sum
   stays below 2^24; a 3x3 window is far below), which run on the float depthwise schedule and read the
@@ -107,7 +107,7 @@ class _IntegerConv(PyExprMutator):
                                                         primfunc_name_hint="group_conv2d_int8"))
 
     def _dot_product_conv(self, x_q, w_q: np.ndarray, zero_point: int, attrs):
-        """int32 conv2d(x_q - zero_point, w_q) as int8_dot.py's packed u8 x s8 convolution."""
+        """int32 conv2d(x_q - zero_point, w_q) as backend/dot_product.py's packed u8 x s8 convolution."""
         shift = 128 if str(x_q.ty.dtype) == "int8" else 0
         weights, correction = pack_weights(w_q, zero_point + shift)
         self.on_dot_product += 1
@@ -182,7 +182,7 @@ class _IntegerConv(PyExprMutator):
 
 def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[tvm.IRModule, int, int]:
     """Rewrite dequantize→conv2d into integer conv2d + rescale, and dequantize→matmul alike. With
-    `dot_product` (the target has VNNI) dense convolutions use the packed form of int8_dot.py. Returns
+    `dot_product` (the target has VNNI) dense convolutions use the packed form of backend/dot_product.py. Returns
     (module, layers rewritten (convolutions and matmuls), convolutions on the dot-product instruction)."""
     rewriter = _IntegerConv(mod, dot_product)
     out = rewrite_functions(rewriter, mod)

@@ -1,0 +1,1 @@
+"""An example optkit pass plugin (docs/writing-passes.md walks through it)."""
