@@ -333,6 +333,15 @@ def estimate(models: list[str] | None = None, targets: Iterable[str | Target] = 
     return rows
 
 
+def profile(artifact: PathLike, cpu: str | None = None, original_onnx: PathLike | None = None,
+            tflite: PathLike | None = None, same_graph: bool = True, seed: int = 0, log: Log = _silent):
+    """Instructions per inference of an AArch64 artifact under qemu (the target's core model, one thread),
+    beside onnxruntime on the same graph and the original ONNX, and LiteRT on a .tflite."""
+    from optkit.harness.arm_profile import profile_artifact
+
+    return profile_artifact(artifact, cpu, original_onnx, tflite, same_graph, seed, log)
+
+
 def setup_emulator(dest: PathLike | None = None) -> Path:
     """Prepare (or reuse) the AArch64 sysroot `run --emulate` and `--validate emulate` need."""
     from optkit.backend.runtime.emulation import prepare_sysroot

@@ -525,6 +525,47 @@ def estimate_cmd(models, targets, budgets):
     console.print(calib)
 
 
+@main.command("profile")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--cpu", type=click.Choice(["cortex-a53", "cortex-a72", "cortex-a76"]),
+              help="qemu core model (default: the target file's qemu_cpu).")
+@click.option("--onnx", "original_onnx", type=click.Path(path_type=Path),
+              help="The original ONNX: onnxruntime runs it too.")
+@click.option("--tflite", type=click.Path(path_type=Path), help="A .tflite of the network: LiteRT (XNNPACK) runs it too.")
+@click.option("--same-graph/--no-same-graph", default=True, show_default=True,
+              help="Count onnxruntime on the artifact's own optimized graph (the same QDQ graph for int8 builds).")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(0), help="Hot functions of the build to list.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the generated inputs.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the counts as JSON.")
+def profile_cmd(artifact, cpu, original_onnx, tflite, same_graph, top, seed, json_path):
+    """Executed AArch64 instructions per inference under qemu, beside onnxruntime and LiteRT (deterministic
+    counts, not times)."""
+    log = Console(stderr=True, highlight=False, markup=False).print
+    result = api.profile(artifact, cpu, original_onnx, tflite, same_graph, seed, log=log)
+    base = result.optkit.instructions
+    table = Table(title=f"instructions per inference: qemu {result.cpu} model, 1 thread (emulated counts, not times)",
+                  title_justify="left")
+    for col in ("engine", "graph", "instructions (M)", "SIMD", "loads (M)", "stores (M)", "dot products", "/ optkit"):
+        table.add_column(col, justify="left" if col in ("engine", "graph") else "right")
+    for row in result.rows:
+        c = row.counts
+        table.add_row(row.label, row.graph, f"{c.instructions / 1e6:.1f}", f"{c.simd / max(c.instructions, 1):.0%}",
+                      f"{c.loads / 1e6:.1f}", f"{c.stores / 1e6:.1f}", str(c.dot_products),
+                      f"{c.instructions / base:.2f}x")
+    console.print(table)
+    if top:
+        hot = Table(title=f"hottest functions of {artifact} ({base / 1e6:.1f} M instructions)", title_justify="left")
+        for col in ("instructions (M)", "share", "function"):
+            hot.add_column(col, justify="left" if col == "function" else "right")
+        for name, n in list(result.optkit.by_function.items())[:top]:
+            hot.add_row(f"{n / 1e6:.2f}", f"{n / base:.1%}", name)
+        console.print(hot)
+    if json_path:
+        with atomic_file(json_path, (Path(artifact),)) as tmp:
+            tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_path}")
+
+
 @main.group("emulator")
 def emulator_group():
     """The AArch64 user-mode emulation used by `optkit run --emulate`."""

@@ -15,6 +15,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from optkit.backend.runtime.instruction_count import CPU_MODELS
 from optkit.core.errors import OptionError, UnknownNameError
 
 _REQUIRED = ("name", "description", "tvm", "export_format", "arch", "cores", "threads", "peak")
@@ -42,6 +43,7 @@ class Target:
     peak: Peak
     clock_ghz: float = 0.0
     rpc_key: str = ""
+    qemu_cpu: str = ""          # qemu's model of the target's core, for instruction counts ("" = none)
     path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,7 +67,7 @@ class Target:
             "name": self.name, "description": self.description, "tvm": self.tvm,
             "export_format": self.export_format, "cross_compiler": self.cross_compiler, "arch": self.arch,
             "cores": self.cores, "threads": self.threads, "clock_ghz": self.clock_ghz, "rpc_key": self.rpc_key,
-            "peak": vars(self.peak), "path": self.path,
+            "peak": vars(self.peak), "path": self.path, **({"qemu_cpu": self.qemu_cpu} if self.qemu_cpu else {}),
         }
 
 
@@ -90,7 +92,7 @@ def load_target_file(path: Path) -> Target:
         raise OptionError(f"target file {path}: missing key(s) {', '.join(missing)}")
     if data["export_format"] not in _EXPORT_FORMATS:
         raise OptionError(f"target file {path}: export_format must be one of {_EXPORT_FORMATS}")
-    known = set(_REQUIRED) | {"cross_compiler", "clock_ghz", "rpc_key"}
+    known = set(_REQUIRED) | {"cross_compiler", "clock_ghz", "rpc_key", "qemu_cpu"}
     field_name = "peak"
     try:
         peak = data["peak"]
@@ -99,13 +101,16 @@ def load_target_file(path: Path) -> Target:
         values = {}
         for field_name, kind in (("name", str), ("description", str), ("export_format", str), ("arch", str),
                                  ("cores", int), ("threads", int), ("tvm", dict), ("cross_compiler", str),
-                                 ("clock_ghz", float), ("rpc_key", str)):
-            raw = data.get(field_name, {"cross_compiler": "", "clock_ghz": 0.0, "rpc_key": ""}.get(field_name))
+                                 ("clock_ghz", float), ("rpc_key", str), ("qemu_cpu", str)):
+            raw = data.get(field_name, {"cross_compiler": "", "clock_ghz": 0.0, "rpc_key": "", "qemu_cpu": ""}.get(
+                field_name))
             if kind is dict and not isinstance(raw, dict) or kind is str and not isinstance(raw, str):
                 raise TypeError(f"expected a {'table' if kind is dict else 'string'}")
             values[field_name] = kind(raw)
             if kind is int and values[field_name] < 0 or kind is float and not values[field_name] >= 0:
                 raise ValueError("must not be negative")
+        if values["qemu_cpu"] and values["qemu_cpu"] not in CPU_MODELS:
+            raise ValueError(f"unknown core model '{values['qemu_cpu']}' (known: {', '.join(CPU_MODELS)})")
     except KeyError as exc:
         raise OptionError(f"target file {path}: [peak] lacks {exc}") from exc
     except (TypeError, ValueError) as exc:

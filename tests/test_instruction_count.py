@@ -1,0 +1,108 @@
+"""Instruction counts under qemu: the plugin counts a program of known length exactly, classes included;
+a compiled artifact's count is deterministic and attributed to its functions; onnxruntime runs in the same
+emulator as an anchor."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import emulation_required
+
+from optkit.backend.compiler import compile_model
+from optkit.backend.runtime.emulation import sysroot_path
+from optkit.backend.runtime.instruction_count import (
+    CPU_MODELS,
+    count_inference,
+    elf_functions,
+    plugin_path,
+    qemu_with_plugins,
+    read_marks,
+    summarize,
+)
+from optkit.backend.targets import get_target
+from optkit.core.errors import ArtifactError
+from optkit.graph.numerics import make_inputs
+from optkit.harness.arm_profile import profile_artifact
+
+pytestmark = pytest.mark.emulation
+PROBE = Path(__file__).parent / "data" / "count_probe.S"
+
+
+def _require(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        if emulation_required():
+            pytest.fail(f"instruction counting needs {', '.join(missing)} (apt-get install qemu-user gcc "
+                        f"gcc-aarch64-linux-gnu)")
+        pytest.skip(f"needs {', '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def counting_ready():
+    _require("qemu-aarch64", "gcc")
+    if not (sysroot_path() / ".complete").is_file() or not (sysroot_path() / "opt/anchors-site/.complete").is_file():
+        if emulation_required():
+            pytest.fail(f"no complete AArch64 sysroot with anchors at {sysroot_path()}: run `optkit emulator setup`")
+        pytest.skip("no AArch64 sysroot with anchors (optkit emulator setup)")
+
+
+def test_plugin_counts_a_known_program_exactly(tmp_path):
+    _require("qemu-aarch64", "gcc", "aarch64-linux-gnu-gcc")
+    probe = tmp_path / "probe"
+    subprocess.run(["aarch64-linux-gnu-gcc", "-nostdlib", "-static", "-march=armv8.2-a+dotprod", "-o", str(probe),
+                    str(PROBE)], check=True)
+    out = tmp_path / "counts.txt"
+    subprocess.run([qemu_with_plugins(), "-cpu", "cortex-a76", "-plugin", f"{plugin_path()},outfile={out}",
+                    str(probe)], check=True, timeout=60)
+    counts = summarize("probe", "cortex-a76", read_marks(out), [], None)
+    # Between two marks: ret, bl, the loop function (mov + 1000 x 7 + ret), mov, bl, and mark's 4 up to svc.
+    assert counts.instructions == 1 + 1 + (1 + 1000 * 7 + 1) + 1 + 1 + 4
+    assert (counts.simd, counts.dot_products, counts.loads, counts.stores) == (2000, 1000, 1000, 1000)
+
+
+def test_counts_that_differ_between_identical_inferences_are_refused():
+    block = (0x1000, 10, 0, 0, 0, 0)
+    marks = {"0": {block: 0}, "1": {block: 100_000}, "2": {block: 250_000}}
+    with pytest.raises(ArtifactError, match="not deterministic"):
+        summarize("tvm", "cortex-a72", marks, [], None)
+
+
+def test_artifact_count_is_deterministic_and_names_its_functions(small_model, tmp_path, counting_ready):
+    built = compile_model(small_model, get_target("rk3399"), tmp_path / "a", validate="off")
+    library = tmp_path / "a" / built.manifest["library"]["file"]
+    feeds = make_inputs(__import__("onnx").load(tmp_path / "a" / "model.opt.onnx"), 0)
+    inputs = [feeds[s["name"]] for s in built.manifest["inputs"]]
+    first = count_inference("tvm", library, inputs, "cortex-a72")
+    again = count_inference("tvm", library, inputs, "cortex-a72")
+    assert abs(first.instructions - again.instructions) < 50_000 < first.instructions
+    assert first.by_object["model.so"] == again.by_object["model.so"]     # the model's own code: exact
+    assert first.by_object["model.so"] <= first.instructions
+    tvm_functions = {name for _, _, name in elf_functions(library)}
+    hottest = next(iter(first.by_function))
+    assert any(hottest in name for name in tvm_functions), hottest
+    assert 0 < first.simd < first.instructions and first.dot_products == 0     # Cortex-A72 build: no sdot
+
+
+def test_profile_counts_onnxruntime_on_the_same_graph(small_model, tmp_path, counting_ready):
+    compile_model(small_model, get_target("rk3399"), tmp_path / "a", validate="off")
+    profile = profile_artifact(tmp_path / "a", original_onnx=small_model)
+    labels = [r.graph for r in profile.rows]
+    assert profile.cpu == "cortex-a72" and len(labels) == 3 and "the same graph" in labels[1]
+    assert all(r.counts.instructions > 0 for r in profile.rows)
+    assert profile.rows[1].counts.by_object                    # onnxruntime's library is where it ran
+
+
+def test_only_aarch64_shared_objects_are_counted(small_model, tmp_path):
+    compile_model(small_model, get_target("host"), tmp_path / "h", validate="off")
+    with pytest.raises(ArtifactError, match="AArch64 Linux shared object"):
+        profile_artifact(tmp_path / "h")
+    with pytest.raises(ArtifactError, match="unknown qemu CPU model"):
+        from optkit.backend.runtime.instruction_count import cpu_view
+
+        cpu_view(sysroot_path(), "pentium")
+    assert set(CPU_MODELS) == {"cortex-a53", "cortex-a72", "cortex-a76"}
+    np.testing.assert_equal(len(CPU_MODELS), 3)
