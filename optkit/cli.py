@@ -413,8 +413,11 @@ def _csv(text: str | None) -> list[str] | None:
               help="Where the compiled artifacts go.")
 @click.option("--tuning-db", type=click.Path(path_type=Path),
               help="MetaSchedule database from `optkit tune`: builds use it and say they are tuned.")
+@click.option("--counts", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="ARM builds: count instructions per inference under qemu (deterministic; the baseline holds "
+                   "them to [tolerance] instructions). auto: where qemu-user and the sysroot are set up.")
 def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_path, limit, threads, repeat, rpc, key,
-              work_dir, tuning_db):
+              work_dir, tuning_db, counts):
     """The gate: budgets for accuracy, latency and size per model x target; exit 1 on any failure."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -423,25 +426,27 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
     from optkit.harness.report_junit import junit_xml
 
     opts = CheckOptions(budgets=budgets, limit=limit, threads=threads, repeat=repeat, rpc=rpc, key=key,
-                        work_dir=work_dir, baseline=baseline, tuning_db=tuning_db)
+                        work_dir=work_dir, baseline=baseline, tuning_db=tuning_db, counts=counts)
     progress_console = Console(stderr=True, highlight=False, markup=False)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=progress_console,
                   transient=True) as bar:
         task = bar.add_task("optkit check", total=None)
         report = api.check(_csv(models), _csv(targets), opts, progress=lambda text: bar.update(task, description=text))
     table = Table(title=f"optkit check: {'PASSED' if report.passed else 'FAILED'}", title_justify="left")
-    for col in ("model", "target", "accuracy", "latency ms", "latency source", "budget ms", "model MB", "tuning",
-                "verdict"):
+    for col in ("model", "target", "accuracy", "latency ms", "latency source", "budget ms", "instructions (M)",
+                "model MB", "tuning", "verdict"):
         table.add_column(col)
     for c in report.cells:
         if c.error:
-            table.add_row(c.model, c.target, "-", "-", "-", "-", "-", "-", "ERROR")
+            table.add_row(c.model, c.target, "-", "-", "-", "-", "-", "-", "-", "ERROR")
             continue
+        counted = c.latency.get("instructions", {})
+        instructions = f"{counted['total'] / 1e6:.1f} ({counted['cpu']})" if "total" in counted else "-"
         lat = next(v for v in c.verdicts if v.check == "latency")
         kind = {"host": "measured (host)", "rpc": "measured (device, RPC)", "estimated": "estimated"}[c.latency["kind"]]
         table.add_row(c.model, c.target, f"{c.accuracy['metric']} {c.accuracy['value']:.4f}",
                       f"{c.latency['median_ms']:.2f}", kind, "-" if lat.limit is None else f"{lat.limit:g}",
-                      f"{c.size['model_mb']:.3f}", c.tuning, c.status.upper())
+                      instructions, f"{c.size['model_mb']:.3f}", c.tuning, c.status.upper())
     console.print(table)
     writers = [(json_path, lambda: (json.dumps(report.as_dict(), indent=2) + "\n").encode()),
                (junit_path, lambda: junit_xml(report)), (html_path, lambda: html_report(report))]

@@ -106,3 +106,27 @@ def test_only_aarch64_shared_objects_are_counted(small_model, tmp_path):
         cpu_view(sysroot_path(), "pentium")
     assert set(CPU_MODELS) == {"cortex-a53", "cortex-a72", "cortex-a76"}
     np.testing.assert_equal(len(CPU_MODELS), 3)
+
+
+def test_gate_counts_an_arm_build_and_fails_an_injected_regression(tmp_path, counting_ready):
+    """CI's one counted build: face for rk3399 through `optkit check`; a baseline 3 % smaller fails it,
+    one equal passes it, whatever the machine's load."""
+    from optkit.harness.budgets import Tolerance
+    from optkit.harness.gate import CheckOptions, baseline_verdicts, run_check
+
+    report = run_check(["face"], ["rk3399"], CheckOptions(limit=2, work_dir=tmp_path, counts="on"))
+    (cell,) = report.cells
+    assert cell.error is None, cell.error
+    counted = cell.latency["instructions"]
+    assert counted["cpu"] == "cortex-a72" and counted["total"] > 1_000_000 and counted["hot_functions"]
+    again = run_check(["face"], ["rk3399"], CheckOptions(limit=2, work_dir=tmp_path / "again", counts="on"))
+    assert abs(again.cells[0].latency["instructions"]["total"] - counted["total"]) < 50_000   # no noise to speak of
+
+    def verdict(baseline_total):
+        base = {"accuracy": cell.accuracy, "size": cell.size,
+                "latency": {**cell.latency, "instructions": {**counted, "total": baseline_total}}}
+        return next(v for v in baseline_verdicts(cell, base, Tolerance(), True) if v.check == "baseline-instructions")
+
+    assert verdict(counted["total"]).status == "pass"
+    regressed = verdict(int(counted["total"] / 1.03))
+    assert regressed.status == "fail" and "grew beyond +1%" in regressed.message

@@ -21,6 +21,7 @@ class Tolerance:
     metric: float = 0.02     # absolute worsening of the task metric
     latency: float = 0.30    # relative growth
     size: float = 0.02       # relative growth
+    instructions: float = 0.01   # relative growth of emulated instructions per inference (deterministic)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,10 @@ class CheckOptions:
     work_dir: Path = Path("build/check")
     baseline: Path | None = None
     tuning_db: Path | None = None   # MetaSchedule database from `optkit tune`; tuned builds say so
+    counts: str = "auto"            # ARM builds: instructions per inference under qemu (auto: where qemu is set up)
+
+
+COUNT_MODES = ("auto", "on", "off")
 
 
 Progress = Callable[[str], None]
@@ -143,9 +147,51 @@ def _latency(artifact: Path, optimized, target: Target, feeds, opts: CheckOption
                 "load_average": round(os.getloadavg()[0], 2), "cores": os.cpu_count() or 1}, layers
     if estimate is None:
         raise OptionError(f"target '{target.name}' declares no peak numbers to estimate from; measure it with --rpc")
-    return {"source": "estimated (per-layer roofline from the target's peaks, calibrated on ncnn timings)",
-            "kind": "estimated", "median_ms": round(estimate.total_ms, 3), "p95_ms": None,
-            "efficiency": estimate.efficiency.as_dict()}, layers
+    lat = {"source": "estimated (per-layer roofline from the target's peaks, calibrated on ncnn timings)",
+           "kind": "estimated", "median_ms": round(estimate.total_ms, 3), "p95_ms": None,
+           "efficiency": estimate.efficiency.as_dict()}
+    counted = _instructions(artifact, target, feeds, opts.counts)
+    if counted is not None:
+        lat["instructions"] = counted
+    return lat, layers
+
+
+def counting_available() -> str:
+    """'' where instruction counting can run here, else why not."""
+    import shutil
+
+    from optkit.backend.runtime.emulation import sysroot_path
+
+    if shutil.which("qemu-aarch64") is None:
+        return "the dynamic qemu-aarch64 is not installed (apt-get install qemu-user)"
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        return "no C compiler for the counting plugin"
+    if not (sysroot_path() / ".complete").is_file():
+        return f"no AArch64 sysroot at {sysroot_path()} (optkit emulator setup)"
+    return ""
+
+
+def _instructions(artifact: Path, target: Target, feeds, mode: str) -> dict | None:
+    """Instructions per inference of an ARM build on its target's core model, one thread, under qemu:
+    deterministic, so the baseline holds them to a tight tolerance."""
+    from optkit.backend.artifact import read_manifest
+    from optkit.backend.runtime.instruction_count import count_inference
+    from optkit.backend.runtime.runner import prepare_inputs
+
+    if mode == "off" or target.export_format != "so" or target.arch != "aarch64":
+        return None
+    why = counting_available() or ("" if target.qemu_cpu else f"target '{target.name}' names no qemu_cpu")
+    if why:
+        if mode == "on":
+            raise OptionError(f"--counts on: cannot count instructions for '{target.name}': {why}")
+        return {"skipped": why}
+    manifest = read_manifest(artifact)
+    counts = count_inference("tvm", artifact / manifest["library"]["file"], prepare_inputs(manifest, feeds),
+                             target.qemu_cpu)
+    return {"total": counts.instructions, "simd": counts.simd, "loads": counts.loads, "stores": counts.stores,
+            "dot_products": counts.dot_products, "cpu": counts.cpu, "threads": 1,
+            "hot_functions": dict(list(counts.by_function.items())[:8]),
+            "source": f"instructions per inference counted under qemu ({counts.cpu} model, 1 thread)"}
 
 
 # A host cell over its latency budget is re-measured this many more times, keeping the quietest run.
@@ -249,6 +295,15 @@ def baseline_verdicts(cell: Cell, base: dict | None, tol: Tolerance, higher_is_b
     else:
         out.append(Verdict("baseline-latency", "info", None, None, "", "baseline",
                            f"latency sources differ (baseline {lat_old.get('kind')}, now {lat_new.get('kind')})"))
+    old_count = base["latency"].get("instructions", {}).get("total")
+    new_count = cell.latency.get("instructions", {}).get("total")
+    if old_count and new_count:
+        ok = new_count <= old_count * (1 + tol.instructions)
+        out.append(Verdict("baseline-instructions", "pass" if ok else "fail", new_count, old_count, "instructions",
+                           cell.latency["instructions"]["source"],
+                           f"instructions per inference {old_count / 1e6:.2f} M -> {new_count / 1e6:.2f} M "
+                           f"({new_count / old_count - 1:+.2%}; {'within' if ok else 'grew beyond'} "
+                           f"+{tol.instructions:.0%}; {cell.latency['instructions']['source']})"))
     a, b = base["size"]["model_mb"], cell.size["model_mb"]
     ok = b <= a * (1 + tol.size)
     out.append(Verdict("baseline-size", "pass" if ok else "fail", b, a, "MB", "optimized ONNX file",
@@ -355,6 +410,8 @@ def run_check(models: list[str] | None, targets: list[str] | None, opts: CheckOp
         raise OptionError(f"--models: no budget for {', '.join(missing)} (budgeted: {', '.join(budgets)})")
     target_objs = {name: get_target(name) for name in (targets or [])}
     baseline = load_baseline(opts.baseline) if opts.baseline else None
+    if opts.counts not in COUNT_MODES:
+        raise OptionError(f"--counts {opts.counts!r}: expected one of {', '.join(COUNT_MODES)}")
     if opts.rpc:
         from optkit.backend.runtime.rpc import parse_address
 
@@ -377,7 +434,7 @@ def run_check(models: list[str] | None, targets: list[str] | None, opts: CheckOp
             cells.append(cell)
             progress(f"{model} on {name}: {cell.status}")
     options = {"models": chosen, "targets": targets, "limit": opts.limit, "threads": opts.threads,
-               "repeat": opts.repeat, "rpc": opts.rpc,
+               "repeat": opts.repeat, "rpc": opts.rpc, "counts": opts.counts,
                "tuning_db": str(opts.tuning_db) if opts.tuning_db else None,
                "baseline": str(opts.baseline) if opts.baseline else None,
                "budgets": str(opts.budgets) if opts.budgets else "built-in"}
