@@ -57,14 +57,55 @@ def test_every_conv_becomes_an_integer_conv(quantized):
 def test_dense_convs_go_to_the_dot_product_form_when_the_cpu_has_it(quantized):
     """With VNNI the three dense convs become packed u8 x s8 convolutions; the depthwise one keeps its float
     form (it has no channel reduction to put in the instruction's groups of four)."""
+    from optkit.backend.dot_product import SDOT, VNNI
     from optkit.backend.rewrites.int8 import integer_convolutions
 
     q, _ = quantized
-    mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), dot_product=True)
-    assert (count, on_dot) == (4, 3)
-    text = mod.script()
-    assert text.count("R.nn.conv2d(") == 0
-    assert text.count("cls.conv2d_dot_u8s8") == 3 and text.count("cls.group_conv2d_int8") == 1
+    for kind in (VNNI, SDOT):
+        mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), dot_product=kind)
+        assert (count, on_dot) == (4, 3)
+        text = mod.script()
+        assert text.count("R.nn.conv2d(") == 0
+        assert text.count(f"cls.{kind.block}") == 3 and text.count("cls.group_conv2d_int8") == 1
+
+
+def test_dot_product_kind_follows_the_target():
+    import tvm
+
+    from optkit.backend.dot_product import SDOT, dot_product_kind
+
+    kinds = {name: dot_product_kind(tvm.target.Target(get_target(name).tvm_target_dict()))
+             for name in ("rk3399", "snapdragon625", "snapdragon845")}
+    assert kinds == {"rk3399": None, "snapdragon625": None, "snapdragon845": SDOT}
+
+
+@pytest.mark.emulation
+def test_arm_sdot_build_matches_onnxruntime_qdq_under_emulation(quantized, tmp_path):
+    """The snapdragon845 build puts the dense convs (stride 2, padding, 1x1, dilation 2, odd sizes) on `sdot`;
+    the AArch64 library itself runs under qemu and stays within one quantization step of onnxruntime."""
+    import subprocess
+
+    from conftest import emulation_required
+
+    from optkit.backend.runtime.emulation import emulation_ready
+
+    if not emulation_ready():
+        if emulation_required():
+            pytest.fail("no AArch64 sysroot (optkit emulator setup)")
+        pytest.skip("no AArch64 sysroot (optkit emulator setup)")
+    q, path = quantized
+    result = compile_model(path, get_target("snapdragon845"), tmp_path / "sd845", passes="", validate="emulate")
+    assert result.manifest["dot_product_convolutions"] == 3
+    assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
+    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "sd845" / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    assert disassembly.count("sdot") >= 3
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    for seed in range(2):
+        x = np.random.default_rng(20 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
+        got = run_artifact(tmp_path / "sd845", {"x": x}, emulate=True).outputs["y"]
+        steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
+        assert steps.max() <= 1.0 + 1e-3, steps.max()
 
 
 def test_integer_build_matches_onnxruntime_qdq_within_one_step(quantized, tmp_path):

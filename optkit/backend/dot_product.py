@@ -1,34 +1,57 @@
-"""Integer convolutions on the CPU's dot-product instruction (x86 AVX-512 VNNI `vpdpbusd`).
+"""Integer convolutions on the CPU's dot-product instruction: x86 AVX-512 VNNI `vpdpbusd` and Arm's
+ARMv8.2 `sdot` (Cortex-A55/A75/A76 and later, Apple cores).
 
-One `vpdpbusd` multiplies 32 unsigned by 32 signed bytes and adds each group of four products into one of
-8 int32 lanes: 32 multiply-adds, where an fp32 FMA of the same width does 8. To use it a convolution needs
-four input channels of a pixel side by side in memory, and unsigned data with signed weights:
+One instruction multiplies bytes pairwise and adds each group of four products into one int32 lane:
+`vpdpbusd` (256-bit) 32 unsigned x 32 signed bytes into 8 lanes, `sdot` (128-bit) 16 x 16 signed bytes into
+4 lanes; an fp32 FMA of the same width does a quarter of the multiply-adds. To use it a convolution needs
+four input channels of a pixel side by side in memory, in the data type the instruction takes:
 
-    data[n, c/4, y, phase, x/s, c%4]  uint8   the input repacked once per call (phases as in the
+    data[n, c/4, y, phase, x/s, c%4]  u8/s8   the input repacked once per call (phases as in the
                                               fp32 rule: a stride-s row split into s contiguous phases);
                                               padding and missing channels hold the zero point
     weights[f, c/4, ky, kx, c%4]      int8    packed at compile time, output channels padded to 8
     acc[n, f, y, x] = sum data * weights - z_x * sum_c,ky,kx weights[f]   (int32, exact)
 
-The lanes of one instruction are 8 neighbouring output pixels of one output channel, and the weight's four
-bytes are broadcast to all of them, so the result is already in NCHW order. int8 activations are shifted to
-uint8 by adding 128 (the zero point moves with them); the correction term makes the sum exact either way.
+The lanes of one instruction are neighbouring output pixels of one output channel (8 for VNNI, 4 for sdot),
+and the weight's four bytes are broadcast to all of them, so the result is already in NCHW order. Data is
+shifted by 128 where its type differs from the instruction's (int8 to uint8 for VNNI, uint8 to int8 for
+sdot; the zero point moves with it); the correction term makes the sum exact either way.
 
-`dot_product_conv` builds the TE compute; the schedule rule (cpu_schedules.schedule_dot_conv) tiles it and
-replaces its innermost 8 pixels x 4 channels with the instruction (tensorize with DOT_INTRIN).
+`dot_product_conv` builds the TE compute; the schedule rule (schedules.schedule_dot_conv) tiles it and
+replaces its innermost pixels x 4 channels with the instruction (tensorize with the kind's intrinsic).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from tvm import te, tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-DOT_BLOCK = "conv2d_dot_u8s8"          # the reduction block the schedule rule looks for
-PACK_BLOCK = "pack_u8x4"
-DOT_INTRIN = "optkit_vpdpbusd_8x4"
-PIXELS, GROUP = 8, 4                    # int32 lanes of one instruction, bytes summed into each lane
+GROUP = 4                               # bytes summed into each int32 lane
+
+
+@dataclass(frozen=True)
+class DotKind:
+    """One dot-product instruction: its int32 lanes, the data type it multiplies, and the names of the
+    blocks that use it (the VNNI names predate the Arm kind: tuning records match them)."""
+
+    name: str
+    pixels: int             # int32 lanes of one instruction: output pixels per instruction
+    data_dtype: str         # what the data is packed as (weights are int8 for both)
+    intrin: str             # the TensorIntrin the schedule tensorizes with
+    block: str              # the reduction block the schedule rule looks for
+    pack_block: str
+
+
+VNNI = DotKind("vnni", 8, "uint8", "optkit_vpdpbusd_8x4", "conv2d_dot_u8s8", "pack_u8x4")
+SDOT = DotKind("sdot", 4, "int8", "optkit_sdot_4x4", "conv2d_dot_s8s8", "pack_s8x4")
+KINDS = (VNNI, SDOT)
+DOT_BLOCKS = tuple(k.block for k in KINDS)
+PACK_BLOCKS = tuple(k.pack_block for k in KINDS)
+PIXELS = VNNI.pixels        # the widest kind: output channels are padded to it
 
 
 @T.prim_func(s_tir=True)
@@ -56,20 +79,62 @@ def _dot_vpdpbusd(A: T.Buffer((8, 4), "uint8", offset_factor=1), B: T.Buffer((4,
             C.vload([0], dtype="int32x8"), A.vload([0, 0], "uint8x32"), weights, dtype="int32x8")
 
 
-TensorIntrin.register(DOT_INTRIN, _dot_description, _dot_vpdpbusd, override=True)
+TensorIntrin.register(VNNI.intrin, _dot_description, _dot_vpdpbusd, override=True)
+
+
+@T.prim_func(s_tir=True)
+def _sdot_description(A: T.Buffer((4, 4), "int8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
+                      C: T.Buffer((4,), "int32", offset_factor=1, scope="local")) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4, 0:4], B[0:4])
+        T.writes(C[0:4])
+        for i in T.serial(0, 4):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vi, vk], "int32") * T.cast(B[vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _sdot(A: T.Buffer((4, 4), "int8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
+          C: T.Buffer((4,), "int32", offset_factor=1, scope="local")) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4, 0:4], B[0:4])
+        T.writes(C[0:4])
+        weights = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16")
+        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+            C.vload([0], dtype="int32x4"), A.vload([0, 0], "int8x16"), weights, dtype="int32x4")
+
+
+TensorIntrin.register(SDOT.intrin, _sdot_description, _sdot, override=True)
+
+
+def dot_product_kind(tvm_target) -> DotKind | None:
+    """The dot-product instruction the target CPU has: 256-bit VNNI (AVX-512 VNNI with VL: Ice Lake and
+    later, Zen 4), Arm's dot product (`+dotprod`: ARMv8.2 cores from the A55/A75 on), or None."""
+    from tvm.target import codegen
+
+    if str(tvm_target.kind.name) != "llvm":
+        return None
+    if all(codegen.target_has_features(f, tvm_target) for f in ("avx512vnni", "avx512vl")):
+        return VNNI
+    if "aarch64" in str(tvm_target.attrs.get("mtriple", "")) and codegen.target_has_features("dotprod", tvm_target):
+        return SDOT
+    return None
 
 
 def has_dot_product(tvm_target) -> bool:
-    """Whether the target CPU has 256-bit VNNI (AVX-512 VNNI with VL: Ice Lake and later, Zen 4)."""
-    from tvm.target import codegen
+    return dot_product_kind(tvm_target) is not None
 
-    return str(tvm_target.kind.name) == "llvm" and all(
-        codegen.target_has_features(f, tvm_target) for f in ("avx512vnni", "avx512vl"))
+
+def kind_of_block(name: str) -> DotKind | None:
+    return next((k for k in KINDS if name.startswith(k.block)), None)
 
 
 def pack_weights(w_q: np.ndarray, zero_point: int) -> tuple[np.ndarray, np.ndarray]:
     """(weights [F8, C/4, KH, KW, 4] int8, correction [F8] int32) from OIHW int8 weights and the data's zero
-    point (as uint8)."""
+    point (in the data type the instruction takes)."""
     f, c, kh, kw = w_q.shape
     f8, c4 = -(-f // PIXELS) * PIXELS, -(-c // GROUP)
     padded = np.zeros((f8, c4 * GROUP, kh, kw), np.int8)
@@ -80,9 +145,11 @@ def pack_weights(w_q: np.ndarray, zero_point: int) -> tuple[np.ndarray, np.ndarr
 
 
 def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, strides, padding, dilation,
-                     out_channels: int):
+                     out_channels: int, kind: str = VNNI.name):
     """TE compute of the integer convolution (int32 NCHW output, zero point already subtracted). `x` is the
-    uint8/int8 NCHW input, `shift` (0 or 128) what makes it uint8, `zero_point` the uint8 zero point."""
+    uint8/int8 NCHW input, `shift` (0 or +-128) what makes it the kind's data type, `zero_point` the zero
+    point in that type."""
+    kind = next(k for k in KINDS if k.name == kind)
     n, c, h, w = (int(d) for d in x.shape)
     _, c4, kh, kw, _ = (int(d) for d in weights.shape)
     (sy, sx), (dy, dx) = strides, dilation
@@ -91,20 +158,20 @@ def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, str
     out_w = (w + left + right - (kw - 1) * dx - 1) // sx + 1
     padded_w = -(-out_w // PIXELS) * PIXELS          # whole 8-pixel vectors; the extra columns are dropped
     phase_w = max(-(-(w + left + right) // sx), padded_w + (kw - 1) * dx // sx)
-    fill = tirx.const(zero_point, "uint8")
+    fill = tirx.const(zero_point, kind.data_dtype)
 
     def packed(nn, cc, yy, phase, xx, k):
         channel, column = cc * GROUP + k, xx * sx + phase
         inside = tirx.all(channel < c, yy >= top, yy < h + top, column >= left, column < w + left)
         value = x[nn, tirx.min(channel, c - 1), tirx.max(tirx.min(yy - top, h - 1), 0),
                   tirx.max(tirx.min(column - left, w - 1), 0)]
-        value = (value.astype("int16") + shift).astype("uint8") if shift else value
+        value = (value.astype("int16") + shift).astype(kind.data_dtype) if shift else value
         return tirx.if_then_else(inside, value, fill)
 
-    data = te.compute((n, c4, h + top + bottom, sx, phase_w, GROUP), packed, name=PACK_BLOCK)
+    data = te.compute((n, c4, h + top + bottom, sx, phase_w, GROUP), packed, name=kind.pack_block)
     rc, ry, rx, rk = (te.reduce_axis((0, e), name) for e, name in ((c4, "rc"), (kh, "ry"), (kw, "rx"), (GROUP, "rk")))
     acc = te.compute((n, int(weights.shape[0]), out_h, padded_w), lambda nn, ff, yy, xx: te.sum(
         data[nn, rc, yy * sy + ry * dy, (rx * dx) % sx, xx + (rx * dx) // sx, rk].astype("int32")
-        * weights[ff, rc, ry, rx, rk].astype("int32"), axis=[rc, ry, rx, rk]), name=DOT_BLOCK)
+        * weights[ff, rc, ry, rx, rk].astype("int32"), axis=[rc, ry, rx, rk]), name=kind.block)
     return te.compute((n, out_channels, out_h, out_w),
                       lambda nn, ff, yy, xx: acc[nn, ff, yy, xx] - correction[ff], name="subtract_zero_point")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from optkit.backend.dot_product import DOT_BLOCK, DOT_INTRIN, PACK_BLOCK, PIXELS
+from optkit.backend.dot_product import DOT_BLOCKS, PACK_BLOCKS, PIXELS, dot_product_kind, kind_of_block
 from optkit.backend.rewrites.resize import COLS_BLOCK, PHASES_ATTR, ROWS_BLOCK
 
 SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
@@ -406,16 +406,19 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
         sch.vectorize(init_loops[-1])
 
 
-def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
-    """The packed integer convolution of backend/dot_product.py: a register tile of 8 output channels x 16 (or 8)
-    pixels, its innermost 8 pixels x 4 input channels one `vpdpbusd` (tensorize), the epilogue (zero-point
-    correction, rescale, bias, activation, requantize) in the tile; the input packed at the root."""
+def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: bool = True) -> None:
+    """The packed integer convolution of backend/dot_product.py: a register tile of 8 output channels x 2 (or 1)
+    instructions' pixels, its innermost pixels x 4 input channels one dot-product instruction (tensorize; off
+    when the module is built for a CPU without it, as a host build that validates an Arm one), the epilogue
+    (zero-point correction, rescale, bias, activation, requantize) in the tile; the input packed at the root."""
+    kind = kind_of_block(sch.get(conv).name_hint)
+    pixels = kind.pixels
     n, f, y, x, rc, ry, rx, rk = sch.get_loops(conv)
     epilogue = _stages_after(sch, conv)
-    x_tile = 2 * PIXELS if _extent(sch, x) % (2 * PIXELS) == 0 else PIXELS
+    x_tile = 2 * pixels if _extent(sch, x) % (2 * pixels) == 0 else pixels
     f_o, f_i = sch.split(f, [None, PIXELS])
     x_o, x_i = sch.split(x, [None, x_tile])
-    x_v, x_l = sch.split(x_i, [None, PIXELS])
+    x_v, x_l = sch.split(x_i, [None, pixels])
     sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
     acc = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
@@ -428,16 +431,19 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(f_i)
     sch.unroll(x_v)
-    sch.tensorize(x_l, DOT_INTRIN)
+    if tensorize:
+        sch.tensorize(x_l, kind.intrin)
+    else:
+        sch.unroll(x_l)
     # The packing interleaves 4 channel rows: written as unrolled scalars, LLVM's SLP vectorizer turns
-    # 8 pixels x 4 channels into loads and shuffles (pose's 24 x 160 x 160 input: 0.25 -> 0.03 ms; a
+    # pixels x 4 channels into loads and shuffles (pose's 24 x 160 x 160 input: 0.25 -> 0.03 ms; a
     # vectorized fused loop gathered byte by byte).
-    *rows, columns, channels = sch.get_loops(sch.get_sblock(PACK_BLOCK))
+    *rows, columns, channels = sch.get_loops(sch.get_sblock(kind.pack_block))
     tasks = sch.fuse(*rows[:3])
     if parallel:
         sch.parallel(tasks)
-    _, pixels = sch.split(columns, [None, PIXELS])
-    sch.unroll(pixels)
+    _, column = sch.split(columns, [None, pixels])
+    sch.unroll(column)
     sch.unroll(channels)
 
 
@@ -507,14 +513,15 @@ def _block_named(sch, prefixes: tuple[str, ...]):
     return None
 
 
-def default_schedule(func, lanes: int):
+def default_schedule(func, lanes: int, dot_kinds=None):
     """(Schedule holding the rule's trace, rule name), or (None, "") when no rule applies. The trace lets
-    `optkit tune` record the default as one more measured candidate."""
+    `optkit tune` record the default as one more measured candidate. `dot_kinds`: the dot-product
+    instructions the CPU built for has (None: whatever a packed convolution asks for)."""
     from tvm.s_tir import Schedule
 
     sch = Schedule(func)
     parallel = _work(sch) >= PARALLEL_MIN_WORK
-    for rule, prefixes, schedule in (("dot", (DOT_BLOCK,), schedule_dot_conv),
+    for rule, prefixes, schedule in (("dot", DOT_BLOCKS, schedule_dot_conv),
                                      ("conv", CONV_BLOCK_PREFIXES, schedule_conv),
                                      ("matmul", MATMUL_BLOCK_PREFIXES, schedule_matmul),
                                      ("resize", (ROWS_BLOCK, COLS_BLOCK), schedule_resize)):
@@ -522,8 +529,12 @@ def default_schedule(func, lanes: int):
         if block is None:
             continue
         try:
-            schedule(sch, block, lanes, parallel)
-            schedule_generic_rest(sch, lanes, parallel, skip=prefixes + (PACK_BLOCK,))
+            if rule == "dot":
+                kind = kind_of_block(sch.get(block).name_hint)
+                schedule(sch, block, lanes, parallel, dot_kinds is None or kind in dot_kinds)
+            else:
+                schedule(sch, block, lanes, parallel)
+            schedule_generic_rest(sch, lanes, parallel, skip=prefixes + PACK_BLOCKS)
             return sch, rule
         except Exception:  # fall back to the generic rule on a fresh schedule
             sch = Schedule(func)
@@ -534,9 +545,9 @@ def default_schedule(func, lanes: int):
         return None, ""
 
 
-def schedule_function(func, lanes: int):
+def schedule_function(func, lanes: int, dot_kinds=None):
     """(scheduled PrimFunc, rule name), or (None, "") when no rule applies."""
-    sch, rule = default_schedule(func, lanes)
+    sch, rule = default_schedule(func, lanes, dot_kinds)
     return (sch.mod["main"] if sch is not None else None), rule
 
 
@@ -559,6 +570,7 @@ def schedule_module(mod, target, stats: ScheduleStats | None = None):
 
     stats = stats or ScheduleStats()
     lanes = vector_lanes(target)
+    dot_kinds = {dot_product_kind(target)} - {None}
     updates = {}
     for gv, func in mod.functions.items():
         if isinstance(func, relax.Function):
@@ -566,7 +578,7 @@ def schedule_module(mod, target, stats: ScheduleStats | None = None):
         if func.attrs is not None and SCHEDULED in func.attrs and func.attrs[SCHEDULED]:
             stats.from_database.append(gv.name_hint)
             continue
-        scheduled, rule = schedule_function(func, lanes)
+        scheduled, rule = schedule_function(func, lanes, dot_kinds)
         if scheduled is None:
             stats.unscheduled.append(gv.name_hint)
             continue

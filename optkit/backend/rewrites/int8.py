@@ -16,7 +16,7 @@ activations and the following quantize (the requantize step) act on the rescaled
 The multiply-accumulate work, which is nearly all of a conv net's work, is done in integers.
 
 The accumulation takes one of three exact forms:
-- dense convolutions on CPUs with a u8 x s8 dot-product instruction (x86 VNNI): backend/dot_product.py's packed
+- dense convolutions on CPUs with a dot-product instruction (x86 VNNI, Arm sdot): backend/dot_product.py's packed
   convolution, four input channels per instruction lane;
 - grouped and depthwise convolutions: float32 sums of the integer values (exact while every partial sum
   stays below 2^24; a 3x3 window is far below), which run on the float depthwise schedule and read the
@@ -34,7 +34,7 @@ import tvm
 from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from optkit.backend.dot_product import dot_product_conv, pack_weights
+from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights
 from optkit.backend.rewrites.mutator import rewrite_calls, rewrite_functions
 
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
@@ -56,7 +56,7 @@ def _exact_in_float32(w_q: np.ndarray) -> bool:
 
 @mutator
 class _IntegerConv(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, dot_product: bool):
+    def __init__(self, mod: tvm.IRModule, dot_product: DotKind | None):
         super().__init__(mod)
         self.dot_product = dot_product
         self.on_dot_product = 0
@@ -107,15 +107,17 @@ class _IntegerConv(PyExprMutator):
                                                         primfunc_name_hint="group_conv2d_int8"))
 
     def _dot_product_conv(self, x_q, w_q: np.ndarray, zero_point: int, attrs):
-        """int32 conv2d(x_q - zero_point, w_q) as backend/dot_product.py's packed u8 x s8 convolution."""
-        shift = 128 if str(x_q.ty.dtype) == "int8" else 0
+        """int32 conv2d(x_q - zero_point, w_q) as backend/dot_product.py's packed convolution."""
+        kind = self.dot_product
+        data = str(x_q.ty.dtype)
+        shift = 0 if data == kind.data_dtype else (128 if data == "int8" else -128)
         weights, correction = pack_weights(w_q, zero_point + shift)
         self.on_dot_product += 1
         return self.builder_.emit(self.builder_.call_te(
             dot_product_conv, x_q, relax.const(weights), relax.const(correction), zero_point=zero_point + shift,
             shift=shift, strides=[int(v) for v in attrs.strides], padding=[int(v) for v in attrs.padding],
-            dilation=[int(v) for v in attrs.dilation], out_channels=int(w_q.shape[0]),
-            primfunc_name_hint="conv2d_dot_u8s8"))
+            dilation=[int(v) for v in attrs.dilation], out_channels=int(w_q.shape[0]), kind=kind.name,
+            primfunc_name_hint=kind.block))
 
     def _matmul_weights(self, expr) -> tuple[np.ndarray, np.ndarray] | None:
         """(W_q [K, N] int8, per-column scale [N]) of a matmul's right operand that is a symmetric int8
@@ -180,7 +182,7 @@ class _IntegerConv(PyExprMutator):
         return self._rescaled(acc, (scale_x * s_w).reshape(1, cout, 1, 1))
 
 
-def integer_convolutions(mod: tvm.IRModule, dot_product: bool = False) -> tuple[tvm.IRModule, int, int]:
+def integer_convolutions(mod: tvm.IRModule, dot_product: DotKind | None = None) -> tuple[tvm.IRModule, int, int]:
     """Rewrite dequantize→conv2d into integer conv2d + rescale, and dequantize→matmul alike. With
     `dot_product` (the target has VNNI) dense convolutions use the packed form of backend/dot_product.py. Returns
     (module, layers rewritten (convolutions and matmuls), convolutions on the dot-product instruction)."""
