@@ -69,6 +69,10 @@ def test_counts_that_differ_between_identical_inferences_are_refused():
     marks = {"0": {block: 0}, "1": {block: 100_000}, "2": {block: 250_000}}
     with pytest.raises(ArtifactError, match="not deterministic"):
         summarize("tvm", "cortex-a72", marks, [], None)
+    with pytest.raises(ArtifactError, match="not deterministic"):      # the anchors get 2 %, not 50 %
+        summarize("onnxruntime", "cortex-a72", marks, [], None)
+    near = {"0": {block: 0}, "1": {block: 100_000}, "2": {block: 201_000}}
+    assert summarize("onnxruntime", "cortex-a72", near, [], None).instructions == 1_005_000   # their mean
 
 
 def test_artifact_count_is_deterministic_and_names_its_functions(small_model, tmp_path, counting_ready):

@@ -79,10 +79,21 @@ def test_dot_product_kind_follows_the_target():
     assert kinds == {"rk3399": None, "snapdragon625": None, "snapdragon845": SDOT}
 
 
+def test_arm_cores_without_dot_product_sum_dense_convs_in_float_where_exact(quantized):
+    from optkit.backend.rewrites.int8 import integer_convolutions
+
+    q, _ = quantized
+    mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), float_dense=True)
+    assert (count, on_dot) == (4, 0)
+    assert mod.script().count("cls.group_conv2d_int8") == 4 and "R.nn.conv2d(" not in mod.script()
+
+
 @pytest.mark.emulation
-def test_arm_sdot_build_matches_onnxruntime_qdq_under_emulation(quantized, tmp_path):
-    """The snapdragon845 build puts the dense convs (stride 2, padding, 1x1, dilation 2, odd sizes) on `sdot`;
-    the AArch64 library itself runs under qemu and stays within one quantization step of onnxruntime."""
+@pytest.mark.parametrize("target, on_sdot", [("snapdragon845", 3), ("rk3399", 0)])
+def test_arm_int8_builds_match_onnxruntime_qdq_under_emulation(quantized, tmp_path, target, on_sdot):
+    """snapdragon845 puts the dense convs (stride 2, padding, 1x1, dilation 2, odd sizes) on `sdot`, rk3399 sums
+    them exactly in float32; the AArch64 library itself runs under qemu within one quantization step of
+    onnxruntime."""
     import subprocess
 
     from conftest import emulation_required
@@ -94,12 +105,12 @@ def test_arm_sdot_build_matches_onnxruntime_qdq_under_emulation(quantized, tmp_p
             pytest.fail("no AArch64 sysroot (optkit emulator setup)")
         pytest.skip("no AArch64 sysroot (optkit emulator setup)")
     q, path = quantized
-    result = compile_model(path, get_target("snapdragon845"), tmp_path / "sd845", passes="", validate="emulate")
-    assert result.manifest["dot_product_convolutions"] == 3
+    result = compile_model(path, get_target(target), tmp_path / "sd845", passes="", validate="emulate")
+    assert result.manifest["dot_product_convolutions"] == on_sdot
     assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
     disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "sd845" / "model.so")],
                                  capture_output=True, text=True, check=True).stdout
-    assert disassembly.count("sdot") >= 3
+    assert (disassembly.count("sdot") >= 3) == bool(on_sdot)
     out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     for seed in range(2):
         x = np.random.default_rng(20 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)

@@ -11,7 +11,7 @@ import onnx
 
 from optkit.backend.artifact import OPTIMIZED_ONNX, sha256_file, versions, write_manifest
 from optkit.backend.build import build, export
-from optkit.backend.dot_product import dot_product_kind
+from optkit.backend.dot_product import dot_product_kind, is_arm64
 from optkit.backend.importer import to_relax
 from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
 from optkit.backend.rewrites.resize import separable_resizes
@@ -69,8 +69,10 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     import tvm
 
     mod, _ = clipped_takes(mod)                     # Gather indices clamped: a bad index cannot read past the tensor
-    dot = dot_product_kind(tvm.target.Target(target.tvm_target_dict()))
-    mod, integer_convs, dot_convs = integer_convolutions(mod, dot)  # QDQ models: int8 x int8 -> int32 convs
+    tvm_target = tvm.target.Target(target.tvm_target_dict())
+    dot = dot_product_kind(tvm_target)
+    # QDQ models: int8 x int8 -> int32 convs (on Arm cores without a dot product, exact float32 sums where exact)
+    mod, integer_convs, dot_convs = integer_convolutions(mod, dot, float_dense=dot is None and is_arm64(tvm_target))
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
     mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
     return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes)

@@ -119,9 +119,13 @@ def dot_product_kind(tvm_target) -> DotKind | None:
         return None
     if all(codegen.target_has_features(f, tvm_target) for f in ("avx512vnni", "avx512vl")):
         return VNNI
-    if "aarch64" in str(tvm_target.attrs.get("mtriple", "")) and codegen.target_has_features("dotprod", tvm_target):
+    if is_arm64(tvm_target) and codegen.target_has_features("dotprod", tvm_target):
         return SDOT
     return None
+
+
+def is_arm64(tvm_target) -> bool:
+    return str(tvm_target.attrs.get("mtriple", "")).startswith(("aarch64", "arm64"))
 
 
 def has_dot_product(tvm_target) -> bool:
