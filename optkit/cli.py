@@ -443,7 +443,8 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
         counted = c.latency.get("instructions", {})
         instructions = f"{counted['total'] / 1e6:.1f} ({counted['cpu']})" if "total" in counted else "-"
         lat = next(v for v in c.verdicts if v.check == "latency")
-        kind = {"host": "measured (host)", "rpc": "measured (device, RPC)", "estimated": "estimated"}[c.latency["kind"]]
+        kind = {"host": "measured (host)", "rpc": "measured (device, RPC)", "estimated": "estimated (roofline)",
+                "counted": "estimated (counts)"}[c.latency["kind"]]
         table.add_row(c.model, c.target, f"{c.accuracy['metric']} {c.accuracy['value']:.4f}",
                       f"{c.latency['median_ms']:.2f}", kind, "-" if lat.limit is None else f"{lat.limit:g}",
                       instructions, f"{c.size['model_mb']:.3f}", c.tuning, c.status.upper())

@@ -134,3 +134,46 @@ def test_gate_counts_an_arm_build_and_fails_an_injected_regression(tmp_path, cou
     assert verdict(counted["total"]).status == "pass"
     regressed = verdict(int(counted["total"] / 1.03))
     assert regressed.status == "fail" and "grew beyond +1%" in regressed.message
+
+
+def test_ncnn_params_fold_activations_and_split_shared_blobs():
+    from optkit.harness.anchor_nets import ANCHOR_NETS
+    from optkit.harness.ncnn_anchor import to_ncnn_param
+
+    text, image, outputs = to_ncnn_param(ANCHOR_NETS["mobilenet_v2"]())
+    lines = text.splitlines()
+    assert lines[0] == "7767517" and image == "image" and outputs == ["logits"]
+    layers = [line.split() for line in lines[2:]]
+    assert int(lines[1].split()[0]) == len(layers)
+    splits = [layer for layer in layers if layer[0] == "Split"]
+    assert len(splits) == 10 and all(layer[3] == "2" for layer in splits)      # each residual's input, read twice
+    reads = [blob for layer in layers for blob in layer[4:4 + int(layer[2])]]
+    assert len(reads) == len(set(reads))                                       # one consumer per blob
+    assert not any(layer[0] in ("Clip", "ReLU") for layer in layers)
+    assert sum("9=3 10=2,0,6" in line for line in lines) == 35                 # every Clip(0, 6) folded
+
+
+def test_count_based_estimate_is_calibrated_and_labelled():
+    from optkit.harness.arm_estimate import calibration_errors, estimate_from_counts, fitted_cpi
+
+    rows = calibration_errors()
+    assert {r["net"] for r in rows} == {"mobilenet_v2", "mnasnet", "mobilenet_ssd"}
+    assert all(abs(r["error_pct"]) < 25 for r in rows) and len(fitted_cpi()) == 3
+    rk3399, sd625 = get_target("rk3399"), get_target("snapdragon625")
+    one = estimate_from_counts(100_000_000, rk3399)
+    assert estimate_from_counts(200_000_000, rk3399).ms == pytest.approx(2 * one.ms, rel=1e-6)
+    assert one.anchors == 3 and one.error_pct is not None and "estimated from emulated" in one.source("cortex-a72")
+    assert estimate_from_counts(100_000_000, sd625).error_pct is None            # one anchor: no error claimed
+    with pytest.raises(Exception, match="no count-based cost model"):
+        estimate_from_counts(1, get_target("host"))
+
+
+def test_committed_anchor_count_is_what_ncnn_executes(tmp_path, counting_ready):
+    """The calibration rests on anchor_counts.json: one of its counts, measured again."""
+    from optkit.harness.anchor_nets import ANCHOR_NETS
+    from optkit.harness.arm_estimate import measured_counts
+    from optkit.harness.ncnn_anchor import write_param
+
+    param, data = write_param(ANCHOR_NETS["mobilenet_v2"](), tmp_path / "mobilenet_v2.param")
+    counted = count_inference("ncnn", param, [data], "cortex-a72")
+    assert counted.instructions == pytest.approx(measured_counts()["mobilenet_v2@cortex-a72"], rel=0.02)

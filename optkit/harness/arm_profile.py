@@ -78,8 +78,13 @@ def _inputs_for(model_path: Path, artifact_feeds: dict[str, np.ndarray], seed: i
     """Inputs for another ONNX of the same network: the artifact's where names and shapes agree."""
     model = load_model(model_path)
     drawn = make_inputs(model, seed)
-    return [artifact_feeds[s.name] if s.name in artifact_feeds and artifact_feeds[s.name].shape == drawn[s.name].shape
-            else drawn[s.name] for s in input_specs(model)]
+
+    def fits(spec) -> bool:           # same rank, and every static dim of the original agrees
+        given = artifact_feeds.get(spec.name)
+        return given is not None and given.ndim == len(spec.shape) and all(
+            not isinstance(d, int) or d <= 0 or d == g for d, g in zip(spec.shape, given.shape))
+
+    return [artifact_feeds[s.name] if fits(s) else drawn[s.name] for s in input_specs(model)]
 
 
 def profile_artifact(directory: str | Path, cpu: str | None = None, original_onnx: str | Path | None = None,

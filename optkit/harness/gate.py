@@ -153,6 +153,16 @@ def _latency(artifact: Path, optimized, target: Target, feeds, opts: CheckOption
     counted = _instructions(artifact, target, feeds, opts.counts)
     if counted is not None:
         lat["instructions"] = counted
+    if counted and "total" in counted:
+        from optkit.harness.arm_estimate import estimate_from_counts
+
+        try:
+            by_counts = estimate_from_counts(counted["total"], target)
+        except OptionError:
+            return lat, layers          # no cost model for this target: the roofline stands
+        lat.update({"source": by_counts.source(counted["cpu"]), "kind": "counted", "median_ms": by_counts.ms,
+                    "cpi": round(by_counts.cpi, 3), "calibration_error_pct": by_counts.error_pct,
+                    "roofline_ms": round(estimate.total_ms, 3)})
     return lat, layers
 
 

@@ -55,7 +55,8 @@ def _cell_html(cell: Cell | None) -> str:
         value = "—" if v.value is None else f"{v.value:.4g}"
         lines.append(f"{mark} {escape(v.check)}: {value} {escape(v.unit)}{limit}")
     kind = cell.latency.get("kind", "")
-    label = {"host": "measured on host", "rpc": "measured on device (RPC)", "estimated": "estimated"}.get(kind, kind)
+    label = {"host": "measured on host", "rpc": "measured on device (RPC)", "estimated": "estimated (roofline)",
+             "counted": "estimated (instruction counts)"}.get(kind, kind)
     lines.append(f'<span class="small">latency {escape(label)}; {escape(cell.tuning)}</span>')
     return f'<td class="cell {cell.status}">' + "<br>".join(lines) + "</td>"
 

@@ -5,7 +5,8 @@ Runs inside the AArch64 emulator under optkit's instruction-counting plugin (cou
 snapshots its counters at every mark: the difference between two marks is one inference, with start-up,
 imports and warm-up left out. Depends on numpy and the engine only:
     python count_runner.py ENGINE MODEL INPUTS.npz|seed:N WARMUP N
-ENGINE is tvm (a compiled library), onnxruntime (an .onnx) or litert (a .tflite, XNNPACK as LiteRT ships it).
+ENGINE is tvm (a compiled library), onnxruntime (an .onnx), litert (a .tflite, XNNPACK as LiteRT ships it) or
+ncnn (a .param with a .param.json naming its blobs).
 """
 
 from __future__ import annotations
@@ -67,6 +68,31 @@ def litert_engine(model: str, inputs: list):
     return run
 
 
+def ncnn_engine(model: str, inputs: list):
+    """An ncnn .param (weights from ncnn's empty reader, as its benchmark does); MODEL.json beside it names
+    the input blob and the output blobs."""
+    import json
+
+    import ncnn
+
+    with open(model + ".json") as f:
+        blobs = json.load(f)
+    net = ncnn.Net()
+    net.opt.num_threads = 1
+    net.opt.use_vulkan_compute = False
+    net.load_param(model)
+    net.load_model(ncnn.DataReaderFromEmpty())
+    data = ncnn.Mat(inputs[0])
+
+    def run():
+        extractor = net.create_extractor()
+        extractor.input(blobs["input"], data)
+        for name in blobs["outputs"]:
+            extractor.extract(name)
+
+    return run
+
+
 MARK_WHICH = 0x6F70746B     # the plugin's marker: getpriority(MARK_WHICH, label) fails with EINVAL
 
 
@@ -79,7 +105,7 @@ def marker():
     return lambda label: syscall(141, MARK_WHICH, label)          # 141: getpriority on AArch64
 
 
-ENGINES = {"tvm": tvm_engine, "onnxruntime": onnxruntime_engine, "litert": litert_engine}
+ENGINES = {"tvm": tvm_engine, "onnxruntime": onnxruntime_engine, "litert": litert_engine, "ncnn": ncnn_engine}
 
 
 def main(argv: list[str]) -> int:

@@ -32,14 +32,14 @@ from optkit.core.errors import ArtifactError
 
 PLUGIN_SOURCE = Path(__file__).with_name("count_plugin.c")
 RUNNER = Path(__file__).with_name("count_runner.py")
-ENGINES = ("tvm", "onnxruntime", "litert")
+ENGINES = ("tvm", "onnxruntime", "litert", "ncnn")
 INFERENCES = 2              # counted inferences per process (they must agree)
 WARMUP = 3                  # CPython 3.11 specializes its bytecode over the first runs: not the model's cost
 # The two inferences of an optkit build may differ by 0.1 %, or by 50k instructions, whichever is more: the
 # Python interpreter and libc around a run vary by up to ~12k (measured); the model's own library does not vary
 # at all. The anchors' own kernels vary a little (onnxruntime fp32 pose: 0.12 % between two runs of one
 # process), so they are held to 2 % and their counts are the mean of the two.
-DETERMINISM_TOLERANCE = {"tvm": 0.001, "onnxruntime": 0.02, "litert": 0.02}
+DETERMINISM_TOLERANCE = {"tvm": 0.001, "onnxruntime": 0.02, "litert": 0.02, "ncnn": 0.02}
 DETERMINISM_FLOOR = 50_000
 
 # What /proc/cpuinfo says on each core (features as the Linux kernel lists them; part numbers from Arm).

@@ -2,8 +2,8 @@
 # Prepare (once) and cache an AArch64 user-mode sysroot in which `optkit run --emulate` runs
 # AArch64 TVM artifacts under qemu-aarch64-static: Debian's arm64 Python plus aarch64 wheels of
 # the TVM runtime and numpy. Instruction counting (`optkit profile`) also needs the dynamic
-# qemu-aarch64 (it loads plugins) and the anchor engines in opt/anchors-site: onnxruntime and
-# LiteRT (XNNPACK). Idempotent: each complete part is reused.
+# qemu-aarch64 (it loads plugins) and the anchor engines in opt/anchors-site: onnxruntime,
+# LiteRT (XNNPACK) and ncnn (whose published device timings calibrate the count-based estimate). Idempotent: each complete part is reused.
 #
 # usage: optkit emulator setup [DEST]     or: bash prepare_aarch64_sysroot.sh [DEST]
 # DEST defaults to ${OPTKIT_AARCH64_SYSROOT:-~/.cache/optkit/aarch64-sysroot}
@@ -29,7 +29,7 @@ add_anchors() {
   [ -f "$site/.complete" ] && return 0
   local tmp; tmp="$(mktemp -d)"
   "$python_bin" -m pip download -q "${AARCH64_WHEELS[@]}" -d "$tmp/wheels" \
-    "onnxruntime==$(ver onnxruntime)" "ai-edge-litert==2.3.0" "numpy==$(ver numpy)"
+    "onnxruntime==$(ver onnxruntime)" "ai-edge-litert==2.3.0" "ncnn==1.0.20261020" "numpy==$(ver numpy)"
   mkdir -p "$tmp/site"
   for whl in "$tmp/wheels"/*.whl; do
     case "$(basename "$whl")" in numpy-*|ml_dtypes-*) continue ;; esac   # the runtime's numpy serves both
