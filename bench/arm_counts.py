@@ -5,6 +5,7 @@ docs/arm-counts.json and docs/arm-counts.md. Counts are deterministic; they are 
 
     python bench/arm_counts.py                       # every model, cores A72 (rk3399) and A76 (snapdragon845)
     python bench/arm_counts.py --models parsing,pose --cores cortex-a53
+    python bench/arm_counts.py --plot-only           # redraw docs/arm-counts.png from docs/arm-counts.json
 """
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ def main() -> int:
     parser.add_argument("--work", default="build/arm-counts")
     parser.add_argument("--jobs", type=int, default=2, help="counting processes at once (each is single-threaded)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "arm-counts"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from OUT.json")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(Path(args.out + ".json").read_text()), Path(args.out + ".png"))
+        return 0
     chosen = models(args.models.split(",") if args.models else None)
     cores = args.cores.split(",")
     jobs = [j for m in chosen for core in cores for j in jobs_for(m, core, Path(args.work))]
@@ -104,8 +109,39 @@ def main() -> int:
             "budgets_ms": {m["name"]: m["budgets"] for m in chosen}}
     Path(args.out + ".json").write_text(json.dumps(data, indent=2) + "\n")
     Path(args.out + ".md").write_text(markdown(data) + "\n")
+    plot(data, Path(args.out + ".png"))
     print(markdown(data))
     return 0
+
+
+def plot(data: dict, path: Path) -> None:
+    """One bar group per model x core: every engine's count over onnxruntime's best (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = [(name, core, row) for name, cores in data["models"].items() for core, row in cores.items()]
+    fig, ax = plt.subplots(figsize=(13, 5.5), dpi=110)
+    width = 0.8 / len(ENGINES)
+    xs = np.arange(len(groups))
+    for i, engine in enumerate(ENGINES):
+        ratios = []
+        for _, _, row in groups:
+            best = min(v["instructions"] for k, v in row.items() if k.startswith("onnxruntime"))
+            ratios.append(row[engine]["instructions"] / best if engine in row else np.nan)
+        ax.bar(xs + i * width - 0.4 + width / 2, ratios, width, label=engine)
+    ax.axhline(1.0, color="black", lw=1, ls="--", label="better onnxruntime (fp32 or QDQ)")
+    ax.axhline(0.8, color="green", lw=1, ls=":", label="goal for the shipped build: 0.8")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [f"{n.removesuffix('_lite')} {c.removeprefix('cortex-')}" for n, c, _ in groups], fontsize=7,
+                  rotation=30, ha="right")
+    ax.set_ylabel("instructions / better onnxruntime (log)")
+    ax.set_title("Instructions per inference under qemu, 1 thread (emulated counts, not times)")
+    ax.legend(fontsize=7, ncol=4, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def markdown(data: dict) -> str:

@@ -54,60 +54,41 @@ PACK_BLOCKS = tuple(k.pack_block for k in KINDS)
 PIXELS = VNNI.pixels        # the widest kind: output channels are padded to it
 
 
-@T.prim_func(s_tir=True)
-def _dot_description(A: T.Buffer((8, 4), "uint8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-                     C: T.Buffer((8,), "int32", offset_factor=1, scope="local")) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:8], A[0:8, 0:4], B[0:4])
-        T.writes(C[0:8])
-        for i in T.serial(0, 8):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vi, vk], "int32") * T.cast(B[vk], "int32")
+def _register(kind: DotKind, llvm_intrinsic: str) -> None:
+    """The kind's tensor intrinsic: `pixels` int32 lanes, each += the dot product of 4 data bytes (one pixel's
+    4 channels) with the same 4 weight bytes, broadcast to every lane."""
+    lanes, data = kind.pixels, kind.data_dtype
+    data_vector, acc_vector, weight_vector = f"{data}x{4 * lanes}", f"int32x{lanes}", f"int8x{4 * lanes}"
+
+    @T.prim_func(s_tir=True)
+    def description(A: T.Buffer((lanes, 4), data, offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
+                    C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vi, vk], "int32") * T.cast(B[vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def implementation(A: T.Buffer((lanes, 4), data, offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
+                       C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
+            T.writes(C[0:lanes])
+            weights = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), lanes),
+                                    dtype=weight_vector)
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic),
+                C.vload([0], dtype=acc_vector), A.vload([0, 0], data_vector), weights, dtype=acc_vector)
+
+    TensorIntrin.register(kind.intrin, description, implementation, override=True)
 
 
-@T.prim_func(s_tir=True)
-def _dot_vpdpbusd(A: T.Buffer((8, 4), "uint8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-                  C: T.Buffer((8,), "int32", offset_factor=1, scope="local")) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:8], A[0:8, 0:4], B[0:4])
-        T.writes(C[0:8])
-        weights = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), 8), dtype="int8x32")
-        C[T.ramp(T.int32(0), 1, 8)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"),
-            C.vload([0], dtype="int32x8"), A.vload([0, 0], "uint8x32"), weights, dtype="int32x8")
-
-
-TensorIntrin.register(VNNI.intrin, _dot_description, _dot_vpdpbusd, override=True)
-
-
-@T.prim_func(s_tir=True)
-def _sdot_description(A: T.Buffer((4, 4), "int8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-                      C: T.Buffer((4,), "int32", offset_factor=1, scope="local")) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4, 0:4], B[0:4])
-        T.writes(C[0:4])
-        for i in T.serial(0, 4):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vi, vk], "int32") * T.cast(B[vk], "int32")
-
-
-@T.prim_func(s_tir=True)
-def _sdot(A: T.Buffer((4, 4), "int8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-          C: T.Buffer((4,), "int32", offset_factor=1, scope="local")) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4, 0:4], B[0:4])
-        T.writes(C[0:4])
-        weights = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16")
-        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-            C.vload([0], dtype="int32x4"), A.vload([0, 0], "int8x16"), weights, dtype="int32x4")
-
-
-TensorIntrin.register(SDOT.intrin, _sdot_description, _sdot, override=True)
+_register(VNNI, "llvm.x86.avx512.vpdpbusd.256")
+_register(SDOT, "llvm.aarch64.neon.sdot.v4i32.v16i8")
 
 
 def dot_product_kind(tvm_target) -> DotKind | None:
