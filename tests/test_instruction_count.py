@@ -93,9 +93,9 @@ def test_artifact_count_is_deterministic_and_names_its_functions(small_model, tm
 
 def test_profile_counts_onnxruntime_on_the_same_graph(small_model, tmp_path, counting_ready):
     compile_model(small_model, get_target("rk3399"), tmp_path / "a", validate="off")
-    profile = profile_artifact(tmp_path / "a", original_onnx=small_model)
+    profile = profile_artifact(tmp_path / "a")
     labels = [r.graph for r in profile.rows]
-    assert profile.cpu == "cortex-a72" and len(labels) == 3 and "the same graph" in labels[1]
+    assert profile.cpu == "cortex-a72" and len(labels) == 2 and "the same graph" in labels[1]
     assert all(r.counts.instructions > 0 for r in profile.rows)
     assert profile.rows[1].counts.by_object                    # onnxruntime's library is where it ran
 
@@ -113,8 +113,9 @@ def test_only_aarch64_shared_objects_are_counted(small_model, tmp_path):
 
 
 def test_gate_counts_an_arm_build_and_fails_an_injected_regression(tmp_path, counting_ready):
-    """CI's one counted build: face for rk3399 through `optkit check`; a baseline 3 % smaller fails it,
-    one equal passes it, whatever the machine's load."""
+    """CI's one counted build: face for rk3399 through `optkit check`, its latency estimated from the count; a
+    baseline 3 % smaller fails it, one equal passes it, whatever the machine's load (counts are deterministic:
+    test_artifact_count_is_deterministic_and_names_its_functions)."""
     from optkit.harness.budgets import Tolerance
     from optkit.harness.gate import CheckOptions, baseline_verdicts, run_check
 
@@ -123,8 +124,7 @@ def test_gate_counts_an_arm_build_and_fails_an_injected_regression(tmp_path, cou
     assert cell.error is None, cell.error
     counted = cell.latency["instructions"]
     assert counted["cpu"] == "cortex-a72" and counted["total"] > 1_000_000 and counted["hot_functions"]
-    again = run_check(["face"], ["rk3399"], CheckOptions(limit=2, work_dir=tmp_path / "again", counts="on"))
-    assert abs(again.cells[0].latency["instructions"]["total"] - counted["total"]) < 50_000   # no noise to speak of
+    assert cell.latency["kind"] == "counted" and "estimated from emulated instruction counts" in cell.latency["source"]
 
     def verdict(baseline_total):
         base = {"accuracy": cell.accuracy, "size": cell.size,
