@@ -23,7 +23,8 @@ FORMAT = "optkit-check/1"
 
 @dataclass
 class Verdict:
-    check: str            # accuracy | latency | size | baseline-accuracy | baseline-latency | baseline-size
+    check: str            # accuracy | latency | size | baseline-accuracy | baseline-latency | baseline-size |
+                          # baseline-instructions
     status: str           # pass | fail | info (nothing to hold it to) | noisy (over budget on a busy machine)
     value: float | None
     limit: float | None
@@ -84,7 +85,7 @@ class CheckReport:
         return lines
 
     def as_dict(self) -> dict[str, Any]:
-        from optkit.backend.compiler import versions
+        from optkit.backend.artifact import versions
 
         return {"format": FORMAT, "passed": self.passed, "versions": versions(), "options": self.options,
                 "tolerance": asdict(self.tolerance), "calibration": self.calibration,
