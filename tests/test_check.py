@@ -62,7 +62,9 @@ def test_junit_is_read_by_a_junit_parser(passing_run):
     assert [s.name for s in suites] == ["face"]
     cases = list(suites[0])
     assert len(cases) == 3 and suites[0].tests == 3 and suites[0].failures == 0 and suites[0].errors == 0
-    assert all(c.is_passed for c in cases)
+    # A latency measured while other work shared the cores is reported noisy (a JUnit <skipped>), not failed.
+    assert all(c.is_passed or (c.name.endswith("latency") and c.is_skipped and "noisy" in c.result[0].message)
+               for c in cases)
     assert {c.name for c in cases} == {"face on host: accuracy", "face on host: latency", "face on host: size"}
     assert all(c.classname == "optkit.check.face.host" for c in cases)
 
