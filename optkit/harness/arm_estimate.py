@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from dataclasses import dataclass
 from importlib import resources
 
 from optkit.core.errors import OptionError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from optkit.harness.estimate import anchor_entries
 
 COUNTS_FILE = "anchor_counts.json"
 LABEL = "estimated from emulated instruction counts"
@@ -51,9 +46,8 @@ class CountAnchor:
 
 @functools.lru_cache(maxsize=1)
 def count_anchors() -> tuple[CountAnchor, ...]:
-    data = tomllib.loads(resources.files("optkit.harness").joinpath("latency_anchors.toml").read_text())
     return tuple(CountAnchor(a["net"], a["device"], a["qemu_cpu"], float(a["clock_ghz"]), int(a["threads"]),
-                             float(a["published_ms"]), a["source"]) for a in data["anchor"] if "qemu_cpu" in a)
+                             float(a["published_ms"]), a["source"]) for a in anchor_entries() if "qemu_cpu" in a)
 
 
 def anchor_key(anchor: CountAnchor) -> str:

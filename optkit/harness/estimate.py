@@ -122,10 +122,15 @@ class Anchor:
 
 
 @functools.lru_cache(maxsize=1)
+def anchor_entries() -> list[dict]:
+    """The [[anchor]] entries of latency_anchors.toml (the roofline and the count-based estimate share them)."""
+    return tomllib.loads(resources.files("optkit.harness").joinpath("latency_anchors.toml").read_text())["anchor"]
+
+
+@functools.lru_cache(maxsize=1)
 def anchors() -> tuple[Anchor, ...]:
-    data = tomllib.loads(resources.files("optkit.harness").joinpath("latency_anchors.toml").read_text())
     out = []
-    for a in data["anchor"]:
+    for a in anchor_entries():
         device = Device(float(a["fp32_gflops"]), float(a["fp32_gflops"]) * 2, float(a["bandwidth_gbs"]))
         out.append(Anchor(a["net"], a["device"], device, float(a["published_ms"]), a["source"]))
     return tuple(out)
