@@ -50,3 +50,27 @@ def test_reference_model_with_every_rule_matches_under_emulation(tmp_path, sysro
     feeds = make_inputs(onnx.load(task.onnx_path), seed=3)
     run = run_artifact(tmp_path / "rk", feeds, emulate=True, compare_reference=True)
     assert run.how.startswith("emulated") and not run.mismatches
+
+
+def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
+    """The NEON-only schedule choices, run as AArch64 code: rows no SIMD multiple divides (14, 7, a prime 23:
+    two registers, the last tile predicated) and depthwise planes wide enough that their padding copy is
+    written in 16-element vectors with a remainder (39 padded columns)."""
+    from graphs import fin, init, make, rand
+    from onnx import helper
+
+    rng = np.random.default_rng(5)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="pw14"),                     # 1x1 on a 14-wide row
+             helper.make_node("Conv", ["a", "wd"], ["b"], name="dw", group=8, pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Conv", ["b", "w2"], ["y"], name="pw7")]                       # 7-wide row
+    model = make(nodes, [fin("x", [1, 6, 14, 14])], [fin("y", [1, 5, 7, 7])],
+                 [init("w1", rand(rng, 8, 6, 1, 1)), init("wd", rand(rng, 8, 1, 3, 3)), init("w2", rand(rng, 5, 8, 1, 1))])
+    wide = make([helper.make_node("Conv", ["x", "wd"], ["y"], name="dw", group=8, pads=[1, 1, 1, 1])],
+                [fin("x", [1, 8, 5, 37])], [fin("y", [1, 8, 5, 37])], [init("wd", rand(rng, 8, 1, 3, 3))])
+    prime = make([helper.make_node("Conv", ["x", "w"], ["y"], name="pw23")],
+                 [fin("x", [1, 4, 3, 23])], [fin("y", [1, 6, 3, 23])], [init("w", rand(rng, 6, 4, 1, 1))])
+    for name, m in (("rows", model), ("wide", wide), ("prime", prime)):
+        built = compile_model(save(m, f"{name}.onnx"), get_target("rk3399"), tmp_path / name, validate="emulate")
+        # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
+        assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
+        assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
