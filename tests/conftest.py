@@ -30,3 +30,14 @@ def small_model(save):
 def emulation_required() -> bool:
     """In CI (CI=true) or with OPTKIT_REQUIRE_EMULATION=1 a missing sysroot fails the emulation tests."""
     return os.environ.get("OPTKIT_REQUIRE_EMULATION") == "1" or bool(os.environ.get("CI"))
+
+
+@pytest.fixture
+def sysroot_ready():
+    """Skips an emulation test without the AArch64 sysroot (fails it where emulation is required)."""
+    from optkit.backend.runtime.emulation import sysroot_path
+
+    if not (sysroot_path() / ".complete").exists():
+        if emulation_required():
+            pytest.fail(f"OPTKIT_REQUIRE_EMULATION=1 but no sysroot at {sysroot_path()} (optkit emulator setup)")
+        pytest.skip(f"no AArch64 sysroot at {sysroot_path()}; run `optkit emulator setup`")

@@ -4,25 +4,15 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from conftest import emulation_required
 from graphs import small_convnet
 
 from optkit.backend.compiler import compile_model
-from optkit.backend.runtime.emulation import sysroot_path
 from optkit.backend.runtime.runner import run_artifact
 from optkit.backend.targets import get_target
 from optkit.cli import main
 from optkit.graph.numerics import make_inputs, run_ort
 
 pytestmark = pytest.mark.emulation
-
-
-@pytest.fixture
-def sysroot_ready():
-    if not (sysroot_path() / ".complete").exists():
-        if emulation_required():
-            pytest.fail(f"OPTKIT_REQUIRE_EMULATION=1 but no sysroot at {sysroot_path()} (optkit emulator setup)")
-        pytest.skip(f"no AArch64 sysroot at {sysroot_path()}; run `optkit emulator setup`")
 
 
 def test_rk3399_artifact_matches_onnxruntime_under_emulation(small_model, tmp_path, sysroot_ready):

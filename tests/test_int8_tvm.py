@@ -2,6 +2,7 @@
 quantization step."""
 
 import numpy as np
+import onnx
 import pytest
 from graphs import bn_inits, bn_node, fin, host_has_vnni, init, make, rand
 from onnx import helper, numpy_helper
@@ -57,11 +58,11 @@ def test_every_conv_becomes_an_integer_conv(quantized):
 def test_dense_convs_go_to_the_dot_product_form_when_the_cpu_has_it(quantized):
     """With VNNI the three dense convs become packed u8 x s8 convolutions; the depthwise one keeps its float
     form (it has no channel reduction to put in the instruction's groups of four)."""
-    from optkit.backend.dot_product import SDOT, VNNI
+    from optkit.backend.dot_product import KINDS
     from optkit.backend.rewrites.int8 import integer_convolutions
 
     q, _ = quantized
-    for kind in (VNNI, SDOT):
+    for kind in KINDS:
         mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), dot_product=kind)
         assert (count, on_dot) == (4, 3)
         text = mod.script()
@@ -72,11 +73,29 @@ def test_dense_convs_go_to_the_dot_product_form_when_the_cpu_has_it(quantized):
 def test_dot_product_kind_follows_the_target():
     import tvm
 
-    from optkit.backend.dot_product import SDOT, dot_product_kind
+    from optkit.backend.dot_product import SDOT, WIDENING, dot_product_kind
 
     kinds = {name: dot_product_kind(tvm.target.Target(get_target(name).tvm_target_dict()))
-             for name in ("rk3399", "snapdragon625", "snapdragon845")}
-    assert kinds == {"rk3399": None, "snapdragon625": None, "snapdragon845": SDOT}
+             for name in ("rk3399", "snapdragon625", "snapdragon845", "ios-arm64")}
+    # Apple A12 is ARMv8.3: the dot product came with the A13 (ARMv8.4), as LLVM's apple-a12 model says.
+    assert kinds == {"rk3399": WIDENING, "snapdragon625": WIDENING, "snapdragon845": SDOT, "ios-arm64": WIDENING}
+
+
+def test_weights_at_minus_128_keep_the_float_form_on_neon_widening(quantized):
+    """smull + addp sums two products in int16: exact only while no weight is -128 (-128 x -128 twice
+    overflows), so such a layer stays on the exact float32 form."""
+    from optkit.backend.dot_product import WIDENING
+    from optkit.backend.rewrites.int8 import integer_convolutions
+
+    q, _ = quantized
+    q = onnx.ModelProto.FromString(q.SerializeToString())
+    pointwise = next(t for t in q.graph.initializer if numpy_helper.to_array(t).shape == (12, 8, 1, 1))
+    w = numpy_helper.to_array(pointwise).copy()
+    w.flat[0] = -128
+    pointwise.CopyFrom(numpy_helper.from_array(w, pointwise.name))
+    mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), dot_product=WIDENING, float_dense=True)
+    assert (count, on_dot) == (4, 2)
+    assert mod.script().count("cls.group_conv2d_int8") == 2
 
 
 def test_arm_cores_without_dot_product_sum_dense_convs_in_float_where_exact(quantized):
@@ -98,31 +117,21 @@ def test_arm_cores_without_dot_product_sum_dense_convs_in_float_where_exact(quan
 
 
 @pytest.mark.emulation
-@pytest.mark.parametrize("target, on_sdot", [
-    ("snapdragon845", 3),
-    # The float-sum path is checked on the host build of the same module; its Arm codegen is slow-only.
-    pytest.param("rk3399", 0, marks=pytest.mark.slow)])
-def test_arm_int8_builds_match_onnxruntime_qdq_under_emulation(quantized, tmp_path, target, on_sdot):
-    """snapdragon845 puts the dense convs (stride 2, padding, 1x1, dilation 2, odd sizes) on `sdot`, rk3399 sums
-    them exactly in float32; the AArch64 library itself runs under qemu within one quantization step of
-    onnxruntime."""
+@pytest.mark.parametrize("target, instruction", [("snapdragon845", "sdot"), ("rk3399", "sadalp")])
+def test_arm_int8_builds_match_onnxruntime_qdq_under_emulation(quantized, tmp_path, target, instruction, sysroot_ready):
+    """snapdragon845 puts the dense convs (stride 2, padding, 1x1, dilation 2, odd sizes) on `sdot`, rk3399 on
+    NEON widening multiplies (smull, addp, sadalp); the AArch64 library itself runs under qemu within one
+    quantization step of onnxruntime."""
     import subprocess
 
-    from conftest import emulation_required
-
-    from optkit.backend.runtime.emulation import emulation_ready
-
-    if not emulation_ready():
-        if emulation_required():
-            pytest.fail("no AArch64 sysroot (optkit emulator setup)")
-        pytest.skip("no AArch64 sysroot (optkit emulator setup)")
     q, path = quantized
     result = compile_model(path, get_target(target), tmp_path / "sd845", passes="", validate="emulate")
-    assert result.manifest["dot_product_convolutions"] == on_sdot
+    assert result.manifest["dot_product_convolutions"] == 3
     assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
     disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "sd845" / "model.so")],
                                  capture_output=True, text=True, check=True).stdout
-    assert (disassembly.count("sdot") >= 3) == bool(on_sdot)
+    mnemonics = {line.split("\t")[2].split()[0] for line in disassembly.splitlines() if line.count("\t") >= 2}
+    assert instruction in mnemonics and ("sdot" in mnemonics) == (instruction == "sdot")
     out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     for seed in range(2):
         x = np.random.default_rng(20 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
@@ -197,3 +206,34 @@ def test_dense_layers_run_on_int8_weights_within_one_step(layer, save, tmp_path)
         x = rng.standard_normal((1, 3, 9, 11)).astype(np.float32)
         steps = np.abs(run_artifact(tmp_path / "host", {"x": x}).outputs["y"] - run_ort(q, {"x": x})["y"]) / float(out_scale)
         assert steps.max() <= 1.0 + 1e-3, (seed, steps.max())
+
+
+def residual_block():
+    """conv3x3 (6 -> 6) → ReLU → + input → grouped conv (groups 2) → 1x1 stride 2 (6 -> 10): a residual add
+    of int8 tensors, channels that fill neither 4-channel groups nor 8-channel tiles, and a grouped layer."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+             helper.make_node("Add", ["r1", "x"], ["s"], name="residual"),
+             helper.make_node("Conv", ["s", "wg", "bg"], ["g"], name="grouped", pads=[1, 1, 1, 1], group=2),
+             helper.make_node("Conv", ["g", "wp", "bp"], ["y"], name="project", strides=[2, 2])]
+    inits = [init("w1", rand(rng, 6, 6, 3, 3)), init("b1", rand(rng, 6)), init("wg", rand(rng, 6, 3, 3, 3)),
+             init("bg", rand(rng, 6)), init("wp", rand(rng, 10, 6, 1, 1)), init("bp", rand(rng, 10))]
+    return make(nodes, [fin("x", [1, 6, 15, 19])], [fin("y", [1, 10, 8, 10])], inits)
+
+
+@pytest.mark.emulation
+@pytest.mark.parametrize("target", ["rk3399", "snapdragon845"])
+def test_arm_int8_residual_and_grouped_layers_match_onnxruntime_under_emulation(target, tmp_path, save, sysroot_ready):
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((12, 1, 6, 15, 19)).astype(np.float32))
+    q, _ = PassManager(build_passes("quantize-int8")).run(
+        residual_block(), PassContext(calibration=from_npz(tmp_path / "calib.npz")))
+    result = compile_model(save(q, "res.onnx"), get_target(target), tmp_path / "a", passes="", validate="emulate")
+    assert (result.manifest["integer_convolutions"], result.manifest["dot_product_convolutions"]) == (3, 2)
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    for seed in range(2):
+        x = np.random.default_rng(40 + seed).standard_normal((1, 6, 15, 19)).astype(np.float32)
+        got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
+        steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
+        assert steps.max() <= 1.0 + 1e-3, steps.max()

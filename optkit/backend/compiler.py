@@ -71,8 +71,8 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     mod, _ = clipped_takes(mod)                     # Gather indices clamped: a bad index cannot read past the tensor
     tvm_target = tvm.target.Target(target.tvm_target_dict())
     dot = dot_product_kind(tvm_target)
-    # QDQ models: int8 x int8 -> int32 convs (on Arm cores without a dot product, exact float32 sums where exact)
-    mod, integer_convs, dot_convs = integer_convolutions(mod, dot, float_dense=dot is None and is_arm64(tvm_target))
+    # QDQ models: int8 x int8 -> int32 convs (on Arm, depthwise ones as exact float32 sums)
+    mod, integer_convs, dot_convs = integer_convolutions(mod, dot, float_dense=is_arm64(tvm_target))
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
     mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
     return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes)

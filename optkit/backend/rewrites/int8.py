@@ -172,7 +172,7 @@ class _IntegerConv(PyExprMutator):
         s_w = np.broadcast_to(s_w.astype(np.float64), (cout,)) if s_w.size in (1, cout) else None
         if s_w is None or (s_w.size == cout and s_w.ndim == 1 and int(dq_w.attrs.axis) not in (0, -4) and cout > 1):
             return call
-        if self.dot_product and int(attrs.groups) == 1:
+        if self.dot_product and int(attrs.groups) == 1 and w_q.min() >= self.dot_product.min_weight:
             acc = self._dot_product_conv(x_q, w_q, zero_point, attrs)
         elif (int(attrs.groups) > 1 or self.float_dense) and _exact_in_float32(w_q):
             acc = self._float_accumulated_conv(x_q, w_q, zero_point, attrs)
@@ -186,11 +186,10 @@ class _IntegerConv(PyExprMutator):
 def integer_convolutions(mod: tvm.IRModule, dot_product: DotKind | None = None,
                          float_dense: bool = False) -> tuple[tvm.IRModule, int, int]:
     """Rewrite dequantize→conv2d into integer conv2d + rescale, and dequantize→matmul alike. With
-    `dot_product` (VNNI, sdot) dense convolutions use the packed form of backend/dot_product.py. With
-    `float_dense` (Arm cores without a dot product) a dense convolution whose float32 sums are exact runs as
-    float32 FMAs over the integers, as depthwise ones always do: NEON has no faster exact int8 form TVM emits
-    (parsing on a Cortex-A72 model: 302 M instructions in int16 x int8, 184 M so). Returns (module, layers
-    rewritten (convolutions and matmuls), convolutions on the dot-product instruction)."""
+    `dot_product` (VNNI, sdot, NEON widening) dense convolutions use the packed form of backend/dot_product.py.
+    With `float_dense` (Arm) a convolution the packed form cannot take (depthwise, or weights outside the
+    kind's range) runs as float32 FMAs over the integers where those sums are exact. Returns (module, layers
+    rewritten (convolutions and matmuls), convolutions on the packed form)."""
     rewriter = _IntegerConv(mod, dot_product, float_dense)
     out = rewrite_functions(rewriter, mod)
     if rewriter.rewritten:
