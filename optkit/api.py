@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from optkit.backend.runtime.runner import RunResult
     from optkit.backend.targets import Target
     from optkit.harness.gate import CheckOptions, CheckReport
+    from optkit.pass_infra.calibration import ImagePreprocess
     from optkit.pass_infra.contract import CalibrationProvider
     from optkit.pass_infra.instruments import PassRecord
 
@@ -42,18 +43,24 @@ def resolve_target(target: str | Target) -> Target:
     return get_target(target) if isinstance(target, str) else target
 
 
-def calibration(reference_model: str | None = None, data: PathLike | None = None,
-                samples: int | None = None) -> CalibrationProvider | None:
-    """Calibration data for lossy passes: a reference model's calibration set, or an .npz of samples."""
-    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES, from_npz
+def calibration(reference_model: str | None = None, data: PathLike | Any = None, samples: int | None = None,
+                preprocess: ImagePreprocess | None = None) -> CalibrationProvider | None:
+    """Calibration data for lossy passes: a reference model's calibration set, or `data`: a file or folder
+    (.npz, .npy, a folder of .npy/.npz files or of images, read with `preprocess`), or from Python an
+    iterable of samples or a CalibrationDataReader (pass_infra/calibration.py). `samples` keeps the first N."""
+    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES, from_path, from_python
 
-    if reference_model and data:
+    if reference_model and data is not None:
         raise OptionError("give --calibration or --calibration-data, not both")
     if reference_model:
         from optkit.reference_models.catalog import calibration_provider
 
         return calibration_provider(reference_model, samples or CALIBRATION_SAMPLES)
-    return from_npz(data) if data else None
+    if data is None:
+        return None
+    if isinstance(data, (str, os.PathLike)):
+        return from_path(data, samples, preprocess)
+    return from_python(data, samples)
 
 
 def _instruments(dump_ir: PathLike | None):
@@ -231,6 +238,7 @@ def quant_report(model: PathLike, calibration: CalibrationProvider | None, passe
                  calibrator: str = "minmax") -> QuantReport:
     """Per-tensor quantization error (SQNR, cosine) between the float model and its int8 version."""
     from optkit.harness.quant_report import tensor_errors
+    from optkit.pass_infra.calibration import calibration_feeds
     from optkit.pass_infra.manager import PassManager
     from optkit.pass_infra.spec import build_passes
 
@@ -238,7 +246,7 @@ def quant_report(model: PathLike, calibration: CalibrationProvider | None, passe
         raise OptionError("quant-report needs calibration data: --calibration MODEL_NAME or --calibration-data FILE.npz")
     float_model, _, ctx = _run_passes(model, passes, calibration)
     quantized, records = PassManager(build_passes(f"quantize-int8{{calibrator={calibrator}}}")).run(float_model, ctx)
-    return QuantReport(tensor_errors(float_model, quantized, list(ctx.calibration())[:8]), records[0])
+    return QuantReport(tensor_errors(float_model, quantized, calibration_feeds(ctx.calibration, float_model, 8)), records[0])
 
 
 def quantize(model: PathLike, output: PathLike, reference_model: str, accuracy_budget: float,
@@ -287,10 +295,13 @@ def check(models: list[str] | None = None, targets: list[str] | None = None, opt
 
 def tune(models: Iterable[str], target: str | Target, db: PathLike, trials: int = 32, passes: str = "mobile",
          input_shapes: str = "", rpc: str | None = None, key: str | None = None,
-         calibration_samples: int | None = None, progress: Callable[[str, int, int], None] | None = None):
-    """MetaSchedule-tune ONNX files or reference models into a database `compile --tuning-db` applies."""
+         calibration_samples: int | None = None, progress: Callable[[str, int, int], None] | None = None,
+         calibration: CalibrationProvider | None = None):
+    """MetaSchedule-tune ONNX files or reference models into a database `compile --tuning-db` applies.
+    Reference models quantize on their own calibration set, model files on `calibration`."""
     from optkit.backend.tuning import tune as tune_models
-    from optkit.reference_models.catalog import TASKS, get_task
+    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES
+    from optkit.reference_models.catalog import TASKS, calibration_provider, get_task
 
     entries = []
     for m in models:
@@ -301,8 +312,8 @@ def tune(models: Iterable[str], target: str | Target, db: PathLike, trials: int 
         else:
             raise OptionError(f"{m}: neither a model file nor a reference model ({', '.join(TASKS)})")
     return tune_models(entries, resolve_target(target), Path(db), trials, passes, rpc, key,
-                       calibration_for=lambda name: calibration(name, samples=calibration_samples)
-                       if name in TASKS else None, progress=progress)
+                       calibration_for=lambda name: calibration_provider(name, calibration_samples or CALIBRATION_SAMPLES)
+                       if name in TASKS else calibration, progress=progress)
 
 
 @dataclass

@@ -101,13 +101,55 @@ def _check_cell(record) -> str:
     return "-" if record.max_abs_diff is None else f"|d| {record.max_abs_diff:.1e}"
 
 
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(eval_fraction(v)) for v in text.replace(";", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected numbers joined by ',' (e.g. 0.485,0.456,0.406)") from None
+
+
+def eval_fraction(text: str) -> float:
+    """'0.5' or '1/255'."""
+    top, _, bottom = text.strip().partition("/")
+    return float(top) / float(bottom) if bottom else float(top)
+
+
 def calibration_options(fn):
-    """--calibration NAME / --calibration-data FILE.npz, for lossy passes."""
-    fn = click.option("--calibration-data", type=click.Path(path_type=Path),
-                      help="Calibration inputs: .npz with one array per input name, samples on axis 0.")(fn)
-    fn = click.option("--calibration", "calibration_model",
-                      help="Use this reference model's calibration set (see `optkit models list`).")(fn)
-    return calibration_samples_option(fn)
+    """--calibration NAME / --calibration-data PATH with the image options, for lossy passes. The command
+    receives one `calibration` (a provider or None) and `calibration_data` (the path, which no output may
+    replace)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, calibration_model, calibration_layout, calibration_scale, calibration_mean,
+                calibration_std, **kwargs):
+        from optkit.pass_infra.calibration import ImagePreprocess
+
+        preprocess = ImagePreprocess(
+            calibration_layout, eval_fraction(calibration_scale), _floats(calibration_mean) or (0.0,),
+            _floats(calibration_std) or (1.0,))
+        kwargs["calibration"] = api.calibration(calibration_model, kwargs["calibration_data"],
+                                                kwargs["calibration_samples"], preprocess)
+        return fn(*args, **kwargs)
+
+    for option in (
+            click.option("--calibration-std", help="Images: per-channel std, e.g. 0.229,0.224,0.225 (default 1)."),
+            click.option("--calibration-mean", help="Images: per-channel mean, subtracted after the scale "
+                                                    "(default 0), e.g. 0.485,0.456,0.406."),
+            click.option("--calibration-scale", default="1/255", show_default=True,
+                         help="Images: pixel values (0-255) are multiplied by this first."),
+            click.option("--calibration-layout", type=click.Choice(["auto", "nchw", "nhwc"]), default="auto",
+                         show_default=True, help="Images: the input's layout (auto: NCHW when axis 1 has 1 or 3)."),
+            click.option("--calibration-data", type=click.Path(path_type=Path),
+                         help="Calibration inputs: an .npz (one array per input name, samples on axis 0), an .npy, "
+                              "or a folder of .npy/.npz files or of images (PNG/JPEG/BMP)."),
+            click.option("--calibration", "calibration_model",
+                         help="Use this reference model's calibration set (see `optkit models list`)."),
+    ):
+        wrapper = option(wrapper)
+    return calibration_samples_option(wrapper)
 
 
 def calibration_samples_option(fn):
@@ -133,12 +175,12 @@ def _inputs(*paths) -> tuple[Path, ...]:
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the pass log as JSON.")
 @calibration_options
-def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibration_model, calibration_data,
+def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibration, calibration_data,
              calibration_samples):
     """Run passes over MODEL and write the optimized ONNX (the input is never modified)."""
     read = _inputs(model, calibration_data)
     result = api.optimize(model, output, passes, input_shape, seed,
-                          api.calibration(calibration_model, calibration_data, calibration_samples), dump_ir, read[1:])
+                          calibration, dump_ir, read[1:])
     if report:
         with atomic_file(report, (*read, output), "--report") as tmp:
             tmp.write_text(json.dumps([r.as_dict(with_timing=True) for r in result.records], indent=2) + "\n")
@@ -163,13 +205,13 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
                    "host build of the same module), emulate (the AArch64 library under qemu), off.")
 @calibration_options
 def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force, validate,
-                calibration_model, calibration_data, calibration_samples):
+                calibration, calibration_data, calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
     from optkit.backend.compiler import tuning_label
 
     target = api.resolve_target(target_name)
     result = api.compile(model, target, output, passes, input_shape, seed,
-                         api.calibration(calibration_model, calibration_data, calibration_samples), schedules,
+                         calibration, schedules,
                          tuning_db, force, validate, dump_ir, _inputs(calibration_data))
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
@@ -324,9 +366,9 @@ def models_fusion_demo(output, model_path):
 @click.option("--top", default=15, show_default=True, help="How many tensors to show.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path))
 @calibration_options
-def quant_report(model, passes, calibrator, top, json_path, calibration_model, calibration_data, calibration_samples):
+def quant_report(model, passes, calibrator, top, json_path, calibration, calibration_data, calibration_samples):
     """Rank tensors by quantization error (SQNR, cosine) between the float and the int8 model."""
-    report = api.quant_report(model, api.calibration(calibration_model, calibration_data, calibration_samples),
+    report = api.quant_report(model, calibration,
                               passes, calibrator)
     rows, record = report.tensors, report.record
     table = Table(title=f"quantization error per tensor, worst first ({calibrator} calibration)")
@@ -474,8 +516,9 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
 @click.option("--input-shape", default="", help="Fix input dims: NAME:1x3x240x320 (applies to every model).")
 @click.option("--rpc", help="HOST:PORT of a TVM RPC tracker: time candidates on the device registered there.")
 @click.option("--key", help="Device key at the tracker (default: the target file's rpc_key).")
-@calibration_samples_option
-def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key, calibration_samples):
+@calibration_options
+def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key, calibration, calibration_data,
+             calibration_samples):
     """MetaSchedule-tune MODELS (ONNX files or reference-model names) into a database for compile."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -488,7 +531,7 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key,
             bar.update(job, description=f"tuning {task_name}", completed=done, total=total)
 
         tasks = api.tune(models, target, db_dir, trials, passes, input_shape, rpc, key, calibration_samples,
-                         progress=report)
+                         progress=report, calibration=calibration)
     table = Table(title=f"tuning database {db_dir} ({target.name}, {trials} trials per task)", title_justify="left")
     for col in ("task", "weight", "models", "records before"):
         table.add_column(col)

@@ -19,6 +19,7 @@ from optkit.graph.channel_deps import Dependencies, analyze, channel_importance
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
 from optkit.graph.numerics import run_ort, with_intermediate_outputs
 from optkit.graph.stats import model_stats
+from optkit.pass_infra.calibration import calibration_feeds
 from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult, choice, copy_model
 
 MAX_ROWS = 24_000       # least-squares rows sampled per consumer
@@ -222,7 +223,7 @@ class PruneChannels(Pass):
             if ctx.calibration is None:
                 raise OptionError("pass 'prune-channels' reconstructs from calibration data: give --calibration "
                                   "MODEL_NAME or --calibration-data FILE.npz (or reconstruct=false)")
-            feeds = list(ctx.calibration())[:8]
+            feeds = calibration_feeds(ctx.calibration, original, 8)
             errors = reconstruct(original, model, sliced, feeds, ctx.seed)
             stats["reconstruction_rel_error_max"] = max(errors.values())
         return PassResult(model, bool(keep), stats)

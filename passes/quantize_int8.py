@@ -18,6 +18,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 
 from optkit.core.errors import OptionError
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
+from optkit.pass_infra.calibration import calibration_set
 from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult, choice
 
 CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
@@ -104,9 +105,8 @@ class QuantizeInt8(Pass):
         if ctx.calibration is None:
             raise OptionError("pass 'quantize-int8' needs calibration data: --calibration MODEL_NAME "
                               "or --calibration-data FILE.npz")
-        feeds = list(ctx.calibration())
-        if not feeds:
-            raise OptionError("pass 'quantize-int8': the calibration data is empty")
+        calibration = calibration_set(ctx.calibration, model)
+        feeds = calibration.samples
         exclude = [n for n in self.config["exclude"].split(";") if n]
         names = {n.name for n in model.graph.node}
         unknown = [n for n in exclude if n not in names]
@@ -129,6 +129,7 @@ class QuantizeInt8(Pass):
             quantized = onnx.load(str(dst))
         quantized.graph.name = model.graph.name
         q_nodes = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
-        return PassResult(quantized, True, {"calibration_samples": len(feeds), "quantize_nodes": q_nodes,
+        return PassResult(quantized, True, {"calibration_samples": len(feeds),
+                                            "calibration_sha256": calibration.sha256, "quantize_nodes": q_nodes,
                                             "float_nodes_kept": len(exclude), "calibrator": self.config["calibrator"],
                                             **({"gemms_canonicalized": gemms} if gemms else {})})

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from optkit.harness.quant_report import tensor_errors
+from optkit.pass_infra.calibration import calibration_feeds
 from optkit.pass_infra.contract import PassContext, copy_model
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -59,7 +60,7 @@ def quantize_within_budget(model: onnx.ModelProto, task, budget: float, ctx: Pas
 
     float_eval = task.evaluate(session_runner(model), eval_limit)
     result = AccuracyAwareResult(model, float_eval.value)
-    feeds = list(ctx.calibration())[:8]
+    feeds = calibration_feeds(ctx.calibration, model, 8)
     excluded: list[str] = []
     reason = "all quantizable nodes in int8"
     while True:

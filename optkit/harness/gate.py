@@ -17,6 +17,7 @@ from optkit.backend.artifact import OPTIMIZED_ONNX
 from optkit.backend.targets import Target, get_target
 from optkit.core.errors import OptionError, OptkitError
 from optkit.harness.budgets import Budget, Tolerance, load_budgets
+from optkit.pass_infra.calibration import calibration_feeds
 
 FORMAT = "optkit-check/1"
 
@@ -343,7 +344,7 @@ def _quant_errors(source, records, snapshots, calibration, samples: int = 4, kee
     for i, r in enumerate(records):
         if r.name == "quantize-int8":
             before = snapshots[i - 1] if i else source
-            feeds = list(calibration())[:samples]
+            feeds = calibration_feeds(calibration, before, samples)
             return [e.as_dict() for e in tensor_errors(before, snapshots[i], feeds)[:keep]]
     return []
 

@@ -13,6 +13,7 @@ import onnx
 from optkit.core.errors import PassFailedError, ResourceError
 from optkit.graph.numerics import compare, first_divergent_node, make_inputs, run_ort
 from optkit.graph.stats import ModelStats, model_stats
+from optkit.pass_infra.calibration import calibration_feeds
 from optkit.pass_infra.contract import Pass, PassContext, PassResult
 
 
@@ -128,7 +129,8 @@ class NumericEquivalence(Instrument):
     def _lossy_error(self, pass_name, before, after, ctx) -> float:
         from optkit.graph.numerics import sqnr_db
 
-        feeds_list = list(ctx.calibration())[: self.lossy_samples] if ctx.calibration else [make_inputs(after, ctx.seed)]
+        feeds_list = (calibration_feeds(ctx.calibration, before, self.lossy_samples) if ctx.calibration
+                      else [make_inputs(after, ctx.seed)])
         worst = float("inf")
         for feeds in feeds_list:
             ref = run_ort(before, feeds)
