@@ -97,6 +97,11 @@ def optimize(model: PathLike, output: PathLike | None = None, passes: str = "mob
     read = (Path(model), *map(Path, inputs))
     if output is not None:
         check_file_output(output, read)    # refuse before the passes run, not after
+    if input_shapes:
+        from optkit.graph.model_io import load_model
+        from optkit.graph.shapes import resolve_input_shapes, shape_spec_text
+
+        input_shapes = shape_spec_text(resolve_input_shapes(input_shapes, load_model(model)))
     spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
     optimized, records, _ = _run_passes(model, spec, calibration, seed, dump_ir)
     if output is not None:

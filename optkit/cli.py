@@ -213,6 +213,8 @@ def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, 
     result = api.compile(model, target, output, passes, input_shape, seed,
                          calibration, schedules,
                          tuning_db, force, validate, dump_ir, _inputs(calibration_data))
+    for notice in result.notices:
+        click.echo(f"optkit: notice: {notice}", err=True)
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
     counts = ", ".join(f"{k} {v}" for k, v in result.manifest["schedules"]["functions"].items() if v)

@@ -103,7 +103,8 @@ def test_unknown_pass_and_bad_option(small_model, tmp_path):
     ("x:1x3x24", "has rank 3, but input 'x' has rank 4"),
     ("x:1x4x24x32", "sets axis 1 to 4, but the model fixes it to 3"),
     ("x:1x3xAx32", "dimensions must be integers"),
-    ("x1x3", "expected NAME:D1xD2x"),
+    ("x1x3", "dimensions must be integers joined by 'x' or ','"),
+    (":1x3", "expected NAME:D1xD2x"),
 ])
 def test_shape_spec_that_does_not_match_an_input(small_model, tmp_path, spec, pattern):
     before = digest(small_model)

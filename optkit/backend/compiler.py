@@ -23,6 +23,7 @@ from optkit.core.errors import CompileError
 from optkit.core.safe_output import atomic_directory, check_directory_output
 from optkit.graph.model_io import load_model
 from optkit.graph.numerics import input_specs, output_specs
+from optkit.graph.shapes import resolve_input_shapes, shape_spec_text, static_input_plan
 from optkit.pass_infra.contract import PassContext
 from optkit.pass_infra.instruments import Instrument, PassRecord
 from optkit.pass_infra.manager import PassManager
@@ -43,6 +44,7 @@ class CompileResult:
     directory: Path
     manifest: dict[str, Any]
     records: list[PassRecord]
+    notices: list[str]
 
 
 @dataclass
@@ -56,15 +58,31 @@ class Frontend:
     integer_convolutions: int
     dot_product_convolutions: int     # of those, on the CPU's int8 dot-product instruction (backend/dot_product.py)
     separable_resizes: int
+    notices: list[str]                # what optkit decided for the user (a dynamic batch dim fixed to 1)
+
+
+def _static_shapes(model: onnx.ModelProto, passes: str, input_shapes: str, where: str) -> tuple[str, list[str]]:
+    """(specialize-input spec that makes every input static, notices), checked before any pass runs: a model
+    TVM cannot build fails here, not after every pass and the calibration. Shapes a pipeline's own
+    specialize-input fixes count as given."""
+    given = resolve_input_shapes(input_shapes, model)
+    declared = {}
+    for p in build_passes(passes) if passes else []:
+        if p.name == "specialize-input" and p.config["shape"]:
+            declared.update(resolve_input_shapes(p.config["shape"], model))
+    planned, notices = static_input_plan(model, {**declared, **given}, where)
+    ours = {name: shape for name, shape in planned.items() if name in given or name not in declared}
+    return (f"specialize-input{{shape={shape_spec_text(ours)}}}" if ours else ""), notices
 
 
 def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = "", seed: int = 0,
              instruments: list[Instrument] | None = None, calibration=None) -> Frontend:
+    model = load_model(model_path)
+    specialize, notices = _static_shapes(model, passes, input_shapes, str(model_path))
     # legalize runs last, always: it rewrites what TVM's importer would get wrong (passes/legalize.py).
-    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes,
-                                  LEGALIZE]))
+    spec = ",".join(filter(None, [specialize, passes, LEGALIZE]))
     ctx = PassContext(target=target, seed=seed, calibration=calibration)
-    optimized, records = PassManager(build_passes(spec) if spec else [], instruments).run(load_model(model_path), ctx)
+    optimized, records = PassManager(build_passes(spec) if spec else [], instruments).run(model, ctx)
     mod = to_relax(optimized, f"{model_path} (after passes)")
     import tvm
 
@@ -75,7 +93,7 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     mod, integer_convs, dot_convs = integer_convolutions(mod, dot, float_dense=is_arm64(tvm_target))
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
     mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
-    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes)
+    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes, notices)
 
 
 def _tensor_list(specs) -> list[dict[str, Any]]:
@@ -131,7 +149,8 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "dot_product_convolutions": front.dot_product_convolutions,
             "separable_resizes": front.separable_resizes,
             "validation": validation,
+            **({"notices": front.notices} if front.notices else {}),
         }
         write_manifest(tmp, manifest)
-    return CompileResult(Path(out_dir), manifest, records)
+    return CompileResult(Path(out_dir), manifest, records, front.notices)
 
