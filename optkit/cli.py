@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from optkit import __version__, api
-from optkit.core.errors import OptkitError
+from optkit.core.errors import TOOL_EXIT, USAGE_EXIT, OptkitError
 from optkit.core.safe_output import atomic_file
 
 # Wide enough for the pass tables when output is a file or a CI log; markup off so names print as they are.
@@ -28,15 +28,16 @@ def _one_line(text: str) -> str:
     return " | ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
 
 
-def _fail(message: str, status: int = 1) -> None:
+def _fail(message: str, status: int = TOOL_EXIT) -> None:
     click.echo(f"optkit: error: {_one_line(message)}", err=True)
     sys.exit(status)
 
 
 class OptkitGroup(click.Group):
-    """Every failure becomes one `optkit: error: ...` line: optkit's own errors (status 1), usage errors
-    (status 2), files the system refuses (status 1) and, as a last resort, internal errors (status 70, with
-    a hint to report them; OPTKIT_TRACEBACK=1 shows the traceback)."""
+    """Every failure becomes one `optkit: error: ...` line. Exit status: 1 a check that ran and failed (the
+    gate), 2 a usage error (click's, and optkit's OptionError/OutputError), 3 a tool error (optkit's other
+    errors, files the system refuses, out of memory), 70 an internal error (with a hint to report it;
+    OPTKIT_TRACEBACK=1 shows the traceback), 130 interrupted."""
 
     def main(self, *args, **kwargs):
         try:
@@ -45,9 +46,9 @@ class OptkitGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
             command = f" {exc.ctx.command_path}" if exc.ctx else ""
-            _fail(f"{exc.format_message()} (see optkit{command.removeprefix(' optkit')} --help)", 2)
+            _fail(f"{exc.format_message()} (see optkit{command.removeprefix(' optkit')} --help)", USAGE_EXIT)
         except click.ClickException as exc:
-            _fail(exc.format_message(), exc.exit_code)
+            _fail(exc.format_message(), USAGE_EXIT if exc.exit_code == 2 else TOOL_EXIT)
         except click.Abort:
             _fail("interrupted", 130)
 
@@ -55,7 +56,7 @@ class OptkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OptkitError as exc:
-            _fail(str(exc))
+            _fail(str(exc), exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:

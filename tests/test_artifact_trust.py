@@ -66,7 +66,7 @@ def test_truncated_library_with_a_recomputed_hash_is_an_error_not_a_signal(artif
     # in a child process: loading a truncated library would kill this one with SIGBUS
     proc = subprocess.run([sys.executable, "-m", "optkit.cli", "run", str(copy), "--input", str(tmp_path / "x.npy")],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+    assert proc.returncode == 3 and proc.stderr.strip().splitlines() == [
         f"optkit: error: {copy / 'model.so'}: truncated (4096 bytes; its headers point past the end)"], proc.stderr
 
 

@@ -118,12 +118,12 @@ def test_check_fails_on_broken_budget_and_regressed_baseline(passing_run, tmp_pa
 
 def test_check_names_bad_options(tmp_path):
     result = optkit("check", "--models", "nosuch", "--targets", "host")
-    assert result.returncode == 1 and "--models: no budget for nosuch" in result.stderr
+    assert result.returncode == 2 and "--models: no budget for nosuch" in result.stderr
     (tmp_path / "b.json").write_text("{}")
     result = optkit("check", *QUICK, "--baseline", str(tmp_path / "b.json"))
-    assert result.returncode == 1 and "not an `optkit check --json` report" in result.stderr
+    assert result.returncode == 2 and "not an `optkit check --json` report" in result.stderr
     result = optkit("check", *QUICK, "--rpc", "localhost")
-    assert result.returncode == 1 and "expected HOST:PORT of a TVM RPC tracker" in result.stderr
+    assert result.returncode == 2 and "expected HOST:PORT of a TVM RPC tracker" in result.stderr
 
 
 def test_baseline_compares_host_latency_as_ratio_to_onnxruntime():

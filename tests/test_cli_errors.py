@@ -67,7 +67,7 @@ def test_bad_model_files(tmp_path, case, command):
     out = tmp_path / "out"
     args = ["compile", path, "--target", "host", "-o", out] if command == "compile" else ["optimize", path, "-o", out]
     code, text = invoke(*args)
-    assert code == 1, text
+    assert code == 3, text
     assert text.startswith("optkit: error: ") and "Traceback" not in text
     assert __import__("re").search(pattern, text), text
     assert not out.exists()
@@ -78,23 +78,23 @@ def test_bad_model_files(tmp_path, case, command):
 def test_op_tvm_cannot_import_is_named_with_its_node(save, tmp_path):
     path = save(celu_model())
     code, text = invoke("compile", path, "--target", "host", "-o", tmp_path / "out")
-    assert code == 1
+    assert code == 3
     assert "op Celu of node 'celu_1' cannot be imported by TVM" in text
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_target_lists_valid_ones(small_model, tmp_path):
     code, text = invoke("compile", small_model, "--target", "rk3388", "-o", tmp_path / "out")
-    assert code == 1 and "unknown target 'rk3388'" in text
+    assert code == 2 and "unknown target 'rk3388'" in text
     for name in ("host", "ios-arm64", "rk3399", "snapdragon625", "snapdragon845"):
         assert name in text
 
 
 def test_unknown_pass_and_bad_option(small_model, tmp_path):
     code, text = invoke("optimize", small_model, "-o", tmp_path / "o.onnx", "--passes", "fold-bn,prune")
-    assert code == 1 and "unknown pass 'prune'" in text and "specialize-input" in text
+    assert code == 2 and "unknown pass 'prune'" in text and "specialize-input" in text
     code, text = invoke("optimize", small_model, "-o", tmp_path / "o.onnx", "--passes", "simplify{fuse=1}")
-    assert code == 1 and "pass 'simplify': unknown option(s) fuse; valid: fuse-bn" in text
+    assert code == 2 and "pass 'simplify': unknown option(s) fuse; valid: fuse-bn" in text
     assert not (tmp_path / "o.onnx").exists()
 
 
@@ -109,7 +109,7 @@ def test_unknown_pass_and_bad_option(small_model, tmp_path):
 def test_shape_spec_that_does_not_match_an_input(small_model, tmp_path, spec, pattern):
     before = digest(small_model)
     code, text = invoke("optimize", small_model, "-o", tmp_path / "o.onnx", "--input-shape", spec)
-    assert code == 1 and pattern in text, text
+    assert code == 2 and pattern in text, text
     assert digest(small_model) == before and not (tmp_path / "o.onnx").exists()
 
 
@@ -127,11 +127,11 @@ def test_run_errors_name_the_input(small_model, tmp_path):
     assert invoke("compile", small_model, "--target", "host", "-o", tmp_path / "h")[0] == 0
     np.save(tmp_path / "bad.npy", np.zeros((1, 3, 8, 8), np.float32))
     code, text = invoke("run", tmp_path / "h", "--input", tmp_path / "bad.npy")
-    assert code == 1 and "input 'x' has shape [1, 3, 8, 8]; the artifact was built for [1, 3, 24, 32]" in text
+    assert code == 2 and "input 'x' has shape [1, 3, 8, 8]; the artifact was built for [1, 3, 24, 32]" in text
     code, text = invoke("run", tmp_path / "h", "--input", f"z={tmp_path / 'bad.npy'}")
-    assert code == 1 and "input(s) z not in the model; its inputs are: x" in text
+    assert code == 2 and "input(s) z not in the model; its inputs are: x" in text
     code, text = invoke("run", tmp_path / "nothing", "--input", tmp_path / "bad.npy")
-    assert code == 1 and "not an optkit artifact directory" in text
+    assert code == 3 and "not an optkit artifact directory" in text
 
 
 def test_cli_compile_and_run_host(small_model, tmp_path):

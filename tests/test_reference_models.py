@@ -76,10 +76,10 @@ def test_models_cli_list_and_eval(tmp_path):
     out = CliRunner().invoke(main, ["models", "eval", "parsing", "--limit", "2", "--json", str(tmp_path / "e.json")])
     assert out.exit_code == 0 and "mIoU" in out.output
     out = CliRunner().invoke(main, ["models", "eval", "nosuch"])
-    assert out.exit_code == 1 and "unknown model 'nosuch'" in out.output
+    assert out.exit_code == 2 and "unknown model 'nosuch'" in out.output
     wrong = get_task("parsing").onnx_path
     out = CliRunner().invoke(main, ["models", "eval", "style", "--model", str(wrong), "--limit", "1"])
-    assert out.exit_code == 1 and "do not match model 'style'" in out.output
+    assert out.exit_code == 2 and "do not match model 'style'" in out.output
 
 
 @pytest.mark.parametrize("name", COMMITTED)

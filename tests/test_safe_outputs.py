@@ -35,7 +35,7 @@ def user_dir(tmp_path):
 def test_compile_refuses_a_directory_it_did_not_create(small_model, user_dir):
     before = tree_digest(user_dir)
     code, text = invoke("compile", small_model, "--target", "host", "-o", user_dir)
-    assert code == 1 and "not an optkit artifact" in text and "--force" in text
+    assert code == 2 and "not an optkit artifact" in text and "--force" in text
     assert tree_digest(user_dir) == before
 
 
@@ -52,7 +52,7 @@ def test_artifact_with_a_foreign_file_is_not_replaced(small_model, tmp_path):
     assert invoke("compile", small_model, "--target", "host", "-o", out)[0] == 0
     (out / "keep.txt").write_text("added by the user")
     code, text = invoke("compile", small_model, "--target", "host", "-o", out)
-    assert code == 1 and (out / "keep.txt").read_text() == "added by the user"
+    assert code == 2 and (out / "keep.txt").read_text() == "added by the user"
 
 
 def test_output_that_is_or_holds_the_input_is_refused_even_forced(tmp_path):
@@ -65,22 +65,22 @@ def test_output_that_is_or_holds_the_input_is_refused_even_forced(tmp_path):
                  ["compile", model, "--target", "host", "-o", model],
                  ["optimize", model, "-o", model]):
         code, text = invoke(*args)
-        assert code == 1 and "input" in text, text
+        assert code == 2 and "input" in text, text
         assert model.read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["m.onnx"]
 
 
 def test_special_files_are_never_replaced(small_model, tmp_path):
     code, text = invoke("optimize", small_model, "-o", "/dev/null")
-    assert code == 1 and "not a regular file" in text
+    assert code == 2 and "not a regular file" in text
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     code, text = invoke("optimize", small_model, "-o", fifo)
-    assert code == 1 and fifo.is_fifo()
+    assert code == 2 and fifo.is_fifo()
     (tmp_path / "d").mkdir()
     code, text = invoke("optimize", small_model, "-o", tmp_path / "d")
-    assert code == 1 and "is a directory" in text
+    assert code == 2 and "is a directory" in text
 
 
 @pytest.mark.parametrize("output,pattern", [(".", "give a file or directory name"),
@@ -88,7 +88,7 @@ def test_special_files_are_never_replaced(small_model, tmp_path):
                                             ("x" * 240, "name too long")])
 def test_unusable_output_paths(small_model, output, pattern):
     code, text = invoke("optimize", small_model, "-o", output)
-    assert code == 1 and pattern in text, text
+    assert code == 2 and pattern in text, text
 
 
 def test_results_follow_the_umask(small_model, tmp_path):
@@ -140,5 +140,5 @@ def test_concurrent_writers_take_turns(tmp_path):
 def test_emulator_setup_refuses_a_folder_with_files(user_dir):
     before = tree_digest(user_dir)
     code, text = invoke("emulator", "setup", user_dir)
-    assert code == 1 and "not a prepared sysroot" in text
+    assert code == 2 and "not a prepared sysroot" in text
     assert tree_digest(user_dir) == before

@@ -61,9 +61,9 @@ def test_tune_resumes_without_retuning(small_model, tmp_path):
 
 def test_tune_refuses_a_device_target_without_rpc(small_model, tmp_path):
     out = optkit("tune", str(small_model), "--target", "rk3399", "--db", str(tmp_path / "db"), "--trials", "1")
-    assert out.returncode == 1 and "tune it on the device with --rpc HOST:PORT --key rk3399" in out.stderr
+    assert out.returncode == 2 and "tune it on the device with --rpc HOST:PORT --key rk3399" in out.stderr
     out = optkit("tune", "nosuch.onnx", "--db", str(tmp_path / "db"))
-    assert out.returncode == 1 and "nosuch.onnx: neither a model file nor a reference model" in out.stderr
+    assert out.returncode == 2 and "nosuch.onnx: neither a model file nor a reference model" in out.stderr
 
 
 def test_tune_records_the_default_schedules_first(small_model, tmp_path):

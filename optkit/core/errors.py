@@ -1,9 +1,17 @@
 """The error hierarchy: every failure a user can cause maps to one of these, with a message
-that names the file, node, op or option at fault. The CLI prints them without a traceback."""
+that names the file, node, op or option at fault. The CLI prints them without a traceback and exits with
+the class's code: 2 when the command line asks for something wrong (an option, a name, an output path), 3
+when optkit could not do what was asked (a model, a pass, a build, an artifact). 1 is kept for a check that
+ran and failed (the gate), so a CI script can tell the three apart."""
+
+USAGE_EXIT = 2
+TOOL_EXIT = 3
 
 
 class OptkitError(Exception):
     """Base of all errors optkit reports to a user."""
+
+    exit_code = TOOL_EXIT
 
 
 class ModelLoadError(OptkitError):
@@ -12,6 +20,8 @@ class ModelLoadError(OptkitError):
 
 class OptionError(OptkitError):
     """A command-line option, pass option, shape spec or pass spec is malformed or unknown."""
+
+    exit_code = USAGE_EXIT
 
 
 class UnknownNameError(OptionError):
@@ -41,6 +51,8 @@ class ArtifactError(OptkitError):
 
 class OutputError(OptkitError):
     """An output path optkit refuses to write: it is an input, a special file, or holds files optkit did not make."""
+
+    exit_code = USAGE_EXIT
 
 
 class ResourceError(OptkitError):
