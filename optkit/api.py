@@ -7,8 +7,10 @@ Imports are deferred into the functions: `optkit --help` and `optkit passes list
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from optkit.pass_infra.instruments import PassRecord
 
 PathLike = str | os.PathLike
+ModelLike = "PathLike | onnx.ModelProto"      # a path to an ONNX file, or the model itself
+Shapes = "str | dict[str, Sequence[int]]"      # 'x:1x3x224x224' (or '1,3,224,224'), or {'x': (1, 3, 224, 224)}
 Log = Callable[[str], None]
 
 
@@ -63,6 +67,36 @@ def calibration(reference_model: str | None = None, data: PathLike | Any = None,
     return from_python(data, samples)
 
 
+@contextlib.contextmanager
+def _model_file(model: ModelLike) -> Iterator[Path]:
+    """A path for `model`: the file itself, or an in-memory ModelProto written to a private temporary file
+    (removed afterwards) so every command reads models one way."""
+    import onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        yield Path(model)
+        return
+    with tempfile.TemporaryDirectory(prefix="optkit-model-") as tmp:
+        path = Path(tmp) / f"{model.graph.name or 'model'}.onnx"
+        path.write_bytes(model.SerializeToString(deterministic=True))
+        yield path
+
+
+def _shapes_text(input_shapes: Shapes | None) -> str:
+    if not input_shapes:
+        return ""
+    if isinstance(input_shapes, str):
+        return input_shapes
+    return ";".join(f"{name}:{'x'.join(str(int(d)) for d in dims)}" for name, dims in input_shapes.items())
+
+
+def _calibration_of(value) -> CalibrationProvider | None:
+    """A provider from what a script holds: None, a provider, a path, an iterable of samples or a reader."""
+    if value is None or (callable(value) and not hasattr(value, "get_next")):
+        return value
+    return calibration(data=value)
+
+
 def _instruments(dump_ir: PathLike | None):
     from optkit.pass_infra.instruments import default_instruments
 
@@ -86,40 +120,81 @@ class OptimizeResult:
     records: list[PassRecord]
 
 
-def optimize(model: PathLike, output: PathLike | None = None, passes: str = "mobile", input_shapes: str = "",
-             seed: int = 0, calibration: CalibrationProvider | None = None, dump_ir: PathLike | None = None,
+def optimize(model: ModelLike, output: PathLike | None = None, passes: str = "mobile", input_shapes: Shapes = "",
+             seed: int = 0, calibration: Any = None, dump_ir: PathLike | None = None,
              inputs: Iterable[PathLike] = ()) -> OptimizeResult:
-    """Run a pass spec over an ONNX file (never modified); write the result to `output` if given.
-    `inputs`: other files the run reads, which `output` may not replace."""
+    """Run a pass spec over an ONNX file or ModelProto (never modified); write the result to `output` if
+    given. `calibration`: a provider, a path, an iterable of samples or a CalibrationDataReader. `inputs`:
+    other files the run reads, which `output` may not replace."""
     from optkit.core.safe_output import check_file_output
-    from optkit.graph.model_io import save_model
+    from optkit.graph.model_io import load_model, save_model
+    from optkit.graph.shapes import resolve_input_shapes, shape_spec_text
 
-    read = (Path(model), *map(Path, inputs))
-    if output is not None:
-        check_file_output(output, read)    # refuse before the passes run, not after
-    if input_shapes:
-        from optkit.graph.model_io import load_model
-        from optkit.graph.shapes import resolve_input_shapes, shape_spec_text
-
-        input_shapes = shape_spec_text(resolve_input_shapes(input_shapes, load_model(model)))
-    spec = ",".join(filter(None, [f"specialize-input{{shape={input_shapes}}}" if input_shapes else "", passes]))
-    optimized, records, _ = _run_passes(model, spec, calibration, seed, dump_ir)
-    if output is not None:
-        save_model(optimized, output, inputs=read)
+    with _model_file(model) as path:
+        read = (path, *map(Path, inputs))
+        if output is not None:
+            check_file_output(output, read)    # refuse before the passes run, not after
+        shapes = _shapes_text(input_shapes)
+        if shapes:
+            shapes = shape_spec_text(resolve_input_shapes(shapes, load_model(path)))
+        spec = ",".join(filter(None, [f"specialize-input{{shape={shapes}}}" if shapes else "", passes]))
+        optimized, records, _ = _run_passes(path, spec, _calibration_of(calibration), seed, dump_ir)
+        if output is not None:
+            save_model(optimized, output, inputs=read)
     return OptimizeResult(optimized, records)
 
 
-def compile(model: PathLike, target: str | Target, output: PathLike, passes: str = "mobile",  # noqa: A001
-            input_shapes: str = "", seed: int = 0, calibration: CalibrationProvider | None = None,
+def compile(model: ModelLike, target: str | Target, output: PathLike, passes: str = "mobile",  # noqa: A001
+            input_shapes: Shapes = "", seed: int = 0, calibration: Any = None,
             schedules: str = "default", tuning_db: PathLike | None = None, force: bool = False,
             validate: str = "auto", dump_ir: PathLike | None = None,
             inputs: Iterable[PathLike] = ()) -> CompileResult:
-    """Optimize, build with TVM for a target, validate, and write an artifact directory atomically."""
+    """Optimize, build with TVM for a target (a name or a Target), validate, and write an artifact directory
+    atomically. `model`: an ONNX path or a ModelProto; `calibration` as for `optimize`."""
     from optkit.backend.compiler import compile_model
 
-    return compile_model(model, resolve_target(target), output, passes=passes, input_shapes=input_shapes,
-                         seed=seed, instruments=_instruments(dump_ir), schedules=schedules, tuning_db=tuning_db,
-                         force=force, inputs=tuple(inputs), validate=validate, calibration=calibration)
+    with _model_file(model) as path:
+        return compile_model(path, resolve_target(target), output, passes=passes,
+                             input_shapes=_shapes_text(input_shapes), seed=seed, instruments=_instruments(dump_ir),
+                             schedules=schedules, tuning_db=tuning_db, force=force, inputs=tuple(inputs),
+                             validate=validate, calibration=_calibration_of(calibration))
+
+
+class Artifact:
+    """A compiled artifact directory: its manifest, inputs and outputs, and `run`."""
+
+    def __init__(self, directory: PathLike):
+        from optkit.backend.artifact import read_manifest
+
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)     # an error naming the directory if it is not one
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return self.manifest["inputs"]
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        return self.manifest["outputs"]
+
+    def run(self, feeds: dict[str, np.ndarray] | np.ndarray, emulate: bool = False,
+            threads: int = 0) -> dict[str, np.ndarray]:
+        """Outputs by name. `feeds`: arrays by input name, or one array for a one-input model; an AArch64
+        artifact runs under qemu with `emulate=True`."""
+        if not isinstance(feeds, dict):
+            if len(self.inputs) != 1:
+                raise OptionError(f"{self.directory}: the model has inputs {', '.join(i['name'] for i in self.inputs)}; "
+                                  f"pass a dict of arrays by name")
+            feeds = {self.inputs[0]["name"]: feeds}
+        return run(self.directory, feeds, emulate=emulate, compare=False, threads=threads).outputs
+
+    def __repr__(self) -> str:
+        return f"Artifact({str(self.directory)!r}, target={self.manifest['target']['name']!r})"
+
+
+def load_artifact(directory: PathLike) -> Artifact:
+    """An artifact directory from `compile`, ready to run."""
+    return Artifact(directory)
 
 
 def read_inputs(specs: Iterable[str], artifact: PathLike) -> dict[str, np.ndarray]:
@@ -190,6 +265,20 @@ def list_passes() -> tuple[list[dict[str, Any]], dict[str, str]]:
         except OptkitError as exc:
             rows.append({"name": name, "origin": origin, "error": str(exc)})
     return rows, PIPELINES
+
+
+def show_pass(name: str) -> dict[str, Any]:
+    """One pass: its summary, exactness, origin, docstring and options with their defaults and help."""
+    import inspect
+    import sys
+
+    from optkit.pass_infra.registry import available_passes, get_pass_class
+
+    cls = get_pass_class(name)             # an unknown name is an error listing the known ones
+    doc = vars(cls).get("__doc__") or sys.modules[cls.__module__].__doc__
+    return {"name": name, "origin": available_passes()[name], "exact": cls.exact, "summary": cls.summary,
+            "doc": inspect.cleandoc(doc or ""),
+            "options": {k: {"default": o.default, "help": o.help} for k, o in cls.options.items()}}
 
 
 def list_targets() -> list[Target]:
@@ -290,12 +379,23 @@ def prune_scan(model: PathLike, reference_model: str, ratio: float = 0.5, passes
     return PruneScan(task.metric_name, base, rows)
 
 
-def check(models: list[str] | None = None, targets: list[str] | None = None, options: CheckOptions | None = None,
-          progress: Log = _silent) -> CheckReport:
-    """The gate: every model x target against its budgets (and a baseline); `report.passed` is the verdict."""
+def check(models: list[str] | None = None, targets: list[str | Target] | None = None,
+          options: CheckOptions | None = None, progress: Log = _silent, **option_fields: Any) -> CheckReport:
+    """The gate: every model x target against its budgets (and a baseline); `report.passed` is the verdict.
+    Options as a CheckOptions or as its fields (`check(["face"], ["host"], limit=4, budgets="b.toml")`)."""
+    import dataclasses
+
     from optkit.harness.gate import CheckOptions, run_check
 
-    return run_check(models, targets, options or CheckOptions(), progress=progress)
+    unknown = sorted(set(option_fields) - {f.name for f in dataclasses.fields(CheckOptions)})
+    if unknown:
+        raise OptionError(f"check: unknown option(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(f.name for f in dataclasses.fields(CheckOptions))}")
+    options = dataclasses.replace(options or CheckOptions(), **{
+        k: Path(v) if k in ("budgets", "baseline", "work_dir", "tuning_db") and v is not None else v
+        for k, v in option_fields.items()})
+    names = [t if isinstance(t, str) else t.name for t in targets] if targets else None
+    return run_check(models, names, options, progress=progress)
 
 
 def tune(models: Iterable[str], target: str | Target, db: PathLike, trials: int = 32, passes: str = "mobile",

@@ -3,10 +3,12 @@ failure is reported as one line naming what is wrong; no tracebacks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -160,6 +162,33 @@ def calibration_samples_option(fn):
                         help="Calibration samples quantize-int8 uses; tuning records match only builds with the same count.")(fn)
 
 
+def _json_to_stdout(ctx, param, value):
+    if value is not None and str(value) == "-" and not console.stderr:
+        console.stderr = True           # stdout carries the JSON alone; the tables go to stderr, for this command
+        ctx.call_on_close(lambda: setattr(console, "stderr", False))
+    return value
+
+
+def json_option(what: str):
+    """--json [PATH], one spelling for every command: PATH gets the JSON (written atomically); no PATH, or
+    -, prints it on stdout."""
+    return click.option("--json", "json_path", is_flag=False, flag_value="-", default=None, callback=_json_to_stdout,
+                        type=click.Path(path_type=Path, allow_dash=True),
+                        help=f"Write {what} as JSON to PATH (no PATH or '-': stdout).")
+
+
+def _write_json(path: Path | None, data, read=()) -> None:
+    if path is None:
+        return
+    text = json.dumps(data, indent=2) + "\n"
+    if str(path) == "-":
+        click.echo(text, nl=False)
+        return
+    with atomic_file(path, read) as tmp:
+        tmp.write_text(text)
+    console.print(f"wrote {path}")
+
+
 def _inputs(*paths) -> tuple[Path, ...]:
     """The files a command reads: no output may replace them."""
     return tuple(Path(p) for p in paths if p)
@@ -266,11 +295,11 @@ def passes_group():
 
 
 @passes_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def passes_list(as_json):
+@json_option("the passes and pipelines")
+def passes_list(json_path):
     rows, pipelines = api.list_passes()
-    if as_json:
-        click.echo(json.dumps({"passes": rows, "pipelines": pipelines}, indent=2))
+    if json_path:
+        _write_json(json_path, {"passes": rows, "pipelines": pipelines})
         return
     table = Table(title="passes")
     for col in ("name", "exact", "options", "summary", "from"):
@@ -283,17 +312,38 @@ def passes_list(as_json):
         console.print(f"pipeline {name} = {spec}")
 
 
+@passes_group.command("show")
+@click.argument("name")
+@json_option("the pass")
+def passes_show(name, json_path):
+    """A pass's options with their defaults and help, and what it does."""
+    info = api.show_pass(name)
+    if json_path:
+        _write_json(json_path, info)
+        return
+    kind = "exact (checked against onnxruntime)" if info["exact"] else "lossy (reports what it costs)"
+    console.print(f"{info['name']}: {info['summary']}\n{kind}; from {info['origin']}")
+    table = Table(title=f"options: {name}{{option=value,...}}", title_justify="left")
+    for col in ("option", "default", "help"):
+        table.add_column(col)
+    for option, spec in info["options"].items():
+        table.add_row(option, repr(spec["default"]), spec["help"])
+    console.print(table if info["options"] else "no options")
+    if info["doc"]:
+        console.print(f"\n{info['doc']}")
+
+
 @main.group("targets")
 def targets_group():
     """Inspect the device targets (one TOML file each)."""
 
 
 @targets_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def targets_list(as_json):
+@json_option("the targets")
+def targets_list(json_path):
     targets = api.list_targets()
-    if as_json:
-        click.echo(json.dumps([t.as_dict() for t in targets], indent=2))
+    if json_path:
+        _write_json(json_path, [t.as_dict() for t in targets])
         return
     table = Table(title="targets")
     for col in ("name", "arch", "export", "threads", "fp32 GFLOP/s", "int8 GOP/s", "GB/s", "rpc key",
@@ -313,11 +363,11 @@ def models_group():
 
 
 @models_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def models_list(as_json):
+@json_option("the reference models")
+def models_list(json_path):
     rows = api.list_models()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    if json_path:
+        _write_json(json_path, rows)
         return
     table = Table(title="reference models")
     for col in ("name", "input", "params", "MFLOPs", "size KB", "metric", "fp32 (full eval set)", "description"):
@@ -337,7 +387,7 @@ def models_list(as_json):
               help="Another ONNX with this model's interface (default: the committed reference model).")
 @click.option("--artifact", type=click.Path(path_type=Path), help="A compiled host artifact directory instead.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N samples of the evaluation set.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the evaluation as JSON.")
+@json_option("the evaluation")
 def models_eval(name, model_path, artifact, limit, json_path):
     """Evaluate a model with NAME's interface on NAME's evaluation set."""
     result = api.evaluate(name, model_path, artifact, limit)
@@ -347,9 +397,7 @@ def models_eval(name, model_path, artifact, limit, json_path):
                   f"[{source}; {'TVM host artifact' if artifact else 'onnxruntime'}]")
     for key, value in result.details.items():
         console.print(f"  {key}: {value}")
-    if json_path:
-        with atomic_file(json_path) as tmp:
-            tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    _write_json(json_path, result.as_dict())
 
 
 @models_group.command("fusion-demo")
@@ -367,7 +415,7 @@ def models_fusion_demo(output, model_path):
 @click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied before quantizing.")
 @click.option("--calibrator", default="minmax", show_default=True, help="minmax | percentile | entropy")
 @click.option("--top", default=15, show_default=True, help="How many tensors to show.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path))
+@json_option("the per-tensor errors")
 @calibration_options
 def quant_report(model, passes, calibrator, top, json_path, calibration, calibration_data, calibration_samples):
     """Rank tensors by quantization error (SQNR, cosine) between the float and the int8 model."""
@@ -382,9 +430,7 @@ def quant_report(model, passes, calibrator, top, json_path, calibration, calibra
     console.print(table)
     console.print(f"model outputs: worst SQNR {record.output_sqnr_db:.1f} dB; size "
                   f"{record.before.size_bytes / 1024:.0f} KB → {record.after.size_bytes / 1024:.0f} KB")
-    if json_path:
-        with atomic_file(json_path) as tmp:
-            tmp.write_text(json.dumps([e.as_dict() for e in rows], indent=2) + "\n")
+    _write_json(json_path, [e.as_dict() for e in rows])
 
 
 @main.command("quantize")
@@ -416,7 +462,7 @@ def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, 
 @click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied first.")
 @click.option("--eval-samples", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--no-reconstruct", is_flag=True, help="Plain removal, without least-squares reconstruction.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path))
+@json_option("the scan")
 def prune_scan_cmd(model, task_name, ratio, passes, eval_samples, no_reconstruct, json_path):
     """Prune each channel group alone and report the task metric it costs (cheapest per FLOP first)."""
     result = api.prune_scan(model, task_name, ratio, passes, eval_samples, not no_reconstruct, log=console.print)
@@ -429,22 +475,49 @@ def prune_scan_cmd(model, task_name, ratio, passes, eval_samples, no_reconstruct
         table.add_row(str(r.group), ", ".join(r.producers), str(r.channels), f"{r.flops_saved:.1%}", f"{r.metric:.4f}",
                       f"{r.cost:+.4f}")
     console.print(table)
-    if json_path:
-        with atomic_file(json_path) as tmp:
-            tmp.write_text(json.dumps({"unpruned": base, "groups": [r.as_dict() for r in rows]}, indent=2) + "\n")
+    _write_json(json_path, {"unpruned": base, "groups": [r.as_dict() for r in rows]})
 
 
 def _csv(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def targets_option(help_text: str):
+    """-t/--target NAME, repeatable (NAME,NAME works too), the one spelling every command takes; the old
+    comma-separated --targets is still read."""
+    def decorate(fn):
+        fn = click.option("--targets", "targets_csv", hidden=True, help="Old spelling of -t: NAME,NAME.")(fn)
+        return click.option("-t", "--target", "target_names", multiple=True,
+                            help=f"{help_text} Repeatable (-t rk3399 -t host), or NAME,NAME.")(fn)
+    return decorate
+
+
+def _targets(names: tuple[str, ...], csv: str | None) -> list[str] | None:
+    return _csv(",".join((*names, *([csv] if csv else []))))
+
+
+@contextlib.contextmanager
+def _progress(title: str):
+    """A callback taking progress text: a spinner on a terminal, else (a CI log) one plain timestamped line
+    per step on stderr, so a long run is never silent."""
+    if sys.stderr.isatty():
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=Console(stderr=True, highlight=False, markup=False), transient=True) as bar:
+            task = bar.add_task(title, total=None)
+            yield lambda text: bar.update(task, description=text)
+        return
+    started = time.monotonic()
+    yield lambda text: click.echo(f"{title}: [{time.monotonic() - started:6.0f} s] {text}", err=True)
+
+
 @main.command("check")
 @click.option("--models", help="Comma-separated reference models (default: every model in the budgets file).")
-@click.option("--targets", help="Comma-separated targets (default per model: host and every target it has a "
-                                "latency budget for).")
+@targets_option("Target to check (default per model: host and every target it has a latency budget for).")
 @click.option("--budgets", type=click.Path(path_type=Path), help="Budgets TOML (default: the built-in one).")
 @click.option("--baseline", type=click.Path(path_type=Path), help="A previous --json report: fail on regressions.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report as JSON.")
+@json_option("the full report")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="Write JUnit XML for CI.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a self-contained HTML report.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Evaluation samples per model.")
@@ -461,22 +534,17 @@ def _csv(text: str | None) -> list[str] | None:
 @click.option("--counts", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="ARM builds: count instructions per inference under qemu (deterministic; the baseline holds "
                    "them to [tolerance] instructions). auto: where qemu-user and the sysroot are set up.")
-def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_path, limit, threads, repeat, rpc, key,
-              work_dir, tuning_db, counts):
+def check_cmd(models, target_names, targets_csv, budgets, baseline, json_path, junit_path, html_path, limit, threads,
+              repeat, rpc, key, work_dir, tuning_db, counts):
     """The gate: budgets for accuracy, latency and size per model x target; exit 1 on any failure."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from optkit.harness.gate import CheckOptions
     from optkit.harness.report_html import html_report
     from optkit.harness.report_junit import junit_xml
 
     opts = CheckOptions(budgets=budgets, limit=limit, threads=threads, repeat=repeat, rpc=rpc, key=key,
                         work_dir=work_dir, baseline=baseline, tuning_db=tuning_db, counts=counts)
-    progress_console = Console(stderr=True, highlight=False, markup=False)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=progress_console,
-                  transient=True) as bar:
-        task = bar.add_task("optkit check", total=None)
-        report = api.check(_csv(models), _csv(targets), opts, progress=lambda text: bar.update(task, description=text))
+    with _progress("optkit check") as progress:
+        report = api.check(_csv(models), _targets(target_names, targets_csv), opts, progress=progress)
     table = Table(title=f"optkit check: {'PASSED' if report.passed else 'FAILED'}", title_justify="left")
     for col in ("model", "target", "accuracy", "latency ms", "latency source", "budget ms", "instructions (M)",
                 "model MB", "tuning", "verdict"):
@@ -494,9 +562,8 @@ def check_cmd(models, targets, budgets, baseline, json_path, junit_path, html_pa
                       f"{c.latency['median_ms']:.2f}", kind, "-" if lat.limit is None else f"{lat.limit:g}",
                       instructions, f"{c.size['model_mb']:.3f}", c.tuning, c.status.upper())
     console.print(table)
-    writers = [(json_path, lambda: (json.dumps(report.as_dict(), indent=2) + "\n").encode()),
-               (junit_path, lambda: junit_xml(report)), (html_path, lambda: html_report(report))]
-    for path, render in writers:
+    _write_json(json_path, report.as_dict())
+    for path, render in ((junit_path, lambda: junit_xml(report)), (html_path, lambda: html_report(report))):
         if path:
             with atomic_file(path) as tmp:
                 tmp.write_bytes(render())
@@ -547,14 +614,15 @@ def tune_cmd(models, target_name, db_dir, trials, passes, input_shape, rpc, key,
 
 @main.command("estimate")
 @click.option("--models", help="Comma-separated reference models (default: all budgeted models).")
-@click.option("--targets", default="snapdragon625,snapdragon845,rk3399,ios-arm64", show_default=True)
+@targets_option("Target to estimate for (default: snapdragon625, snapdragon845, rk3399, ios-arm64).")
 @click.option("--budgets", type=click.Path(path_type=Path), help="Budgets TOML (default: the built-in one).")
-def estimate_cmd(models, targets, budgets):
+def estimate_cmd(models, target_names, targets_csv, budgets):
     """Estimated device latency of each model (after its budget pipeline) beside its budget, and the
     calibration of the estimate against published timings."""
     from optkit.harness.estimate import calibrated_efficiency, calibration_table
 
-    target_objs = [api.resolve_target(t) for t in _csv(targets) or []]
+    names = _targets(target_names, targets_csv) or ["snapdragon625", "snapdragon845", "rk3399", "ios-arm64"]
+    target_objs = [api.resolve_target(t) for t in names]
     rows = api.estimate(_csv(models), target_objs, budgets)
     table = Table(title="estimated latency, ms (per-layer roofline; budget from budgets.toml / seed-facts)",
                   title_justify="left")
@@ -588,7 +656,7 @@ def estimate_cmd(models, targets, budgets):
               help="Count onnxruntime on the artifact's own optimized graph (the same QDQ graph for int8 builds).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(0), help="Hot functions of the build to list.")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the generated inputs.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the counts as JSON.")
+@json_option("the counts")
 def profile_cmd(artifact, cpu, original_onnx, tflite, same_graph, top, seed, json_path):
     """Executed AArch64 instructions per inference under qemu, beside onnxruntime and LiteRT (deterministic
     counts, not times)."""
@@ -612,10 +680,7 @@ def profile_cmd(artifact, cpu, original_onnx, tflite, same_graph, top, seed, jso
         for name, n in list(result.optkit.by_function.items())[:top]:
             hot.add_row(f"{n / 1e6:.2f}", f"{n / base:.1%}", name)
         console.print(hot)
-    if json_path:
-        with atomic_file(json_path, (Path(artifact),)) as tmp:
-            tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-        console.print(f"wrote {json_path}")
+    _write_json(json_path, result.as_dict(), (Path(artifact),))
 
 
 @main.group("emulator")

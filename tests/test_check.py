@@ -17,7 +17,7 @@ import pytest
 from optkit.harness.budgets import Tolerance
 from optkit.harness.gate import Cell, baseline_verdicts
 
-QUICK = ["--models", "face", "--targets", "host", "--limit", "4", "--repeat", "3"]
+QUICK = ["--models", "face", "-t", "host", "--limit", "4", "--repeat", "3"]
 
 
 def optkit(*args, cwd=None):
@@ -37,6 +37,10 @@ def test_check_passes_and_writes_reports(passing_run):
     out, result = passing_run
     assert result.returncode == 0, result.stderr
     assert "optkit check: PASSED" in result.stdout and "measured (host)" in result.stdout
+    # stderr is not a terminal here, as in a CI log: every step is a plain line, not a silent spinner
+    steps = [line for line in result.stderr.splitlines() if line.startswith("optkit check: [")]
+    assert any("face on host: optimizing and compiling" in line for line in steps), result.stderr
+    assert any("face on host: pass" in line or "face on host: noisy" in line for line in steps), result.stderr
     report = json.loads((out / "r.json").read_text())
     assert report["format"] == "optkit-check/1" and report["passed"]
     (cell,) = report["cells"]
@@ -67,6 +71,7 @@ def test_junit_is_read_by_a_junit_parser(passing_run):
                for c in cases)
     assert {c.name for c in cases} == {"face on host: accuracy", "face on host: latency", "face on host: size"}
     assert all(c.classname == "optkit.check.face.host" for c in cases)
+    assert all(c.time > 0 for c in cases) and suites[0].time >= max(c.time for c in cases)   # each phase's wall time
 
 
 def _chromium() -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class Cell:
     verdicts: list[Verdict] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)
     error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)    # wall time per phase: build, accuracy, latency
 
     @property
     def status(self) -> str:
@@ -372,11 +374,14 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
     snapshots = Snapshots()
     out_dir = opts.work_dir / model / target.name
     progress(f"{model} on {target.name}: optimizing and compiling")
+    started = time.perf_counter()
     result = compile_model(task.onnx_path, target, out_dir, passes=budget.pipeline, calibration=calibration,
                            instruments=[*default_instruments(), snapshots], tuning_db=tuning_db_for(opts, target))
     cell.tuning = tuning_label(result.manifest["tuning"])
     optimized = load_model(out_dir / OPTIMIZED_ONNX, check=False)
+    cell.seconds["build"] = round(time.perf_counter() - started, 3)
     progress(f"{model} on {target.name}: evaluating {task.metric_name} on {opts.limit} samples")
+    started = time.perf_counter()
     if target.is_host:
         evaluation, source = evaluate_runner(task, artifact_runner(out_dir), opts.limit), "TVM build, run on host"
     else:
@@ -384,7 +389,9 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
         source = "onnxruntime on the optimized graph (the ARM build's numerics are checked under emulation in tests)"
     cell.accuracy = {"metric": task.metric_name, "value": round(evaluation.value, 6), "samples": evaluation.samples,
                      "higher_is_better": task.higher_is_better, "source": source}
+    cell.seconds["accuracy"] = round(time.perf_counter() - started, 3)
     progress(f"{model} on {target.name}: latency")
+    started = time.perf_counter()
     cell.latency, cell.layers = _latency(out_dir, optimized, target, task.sample(0)[0], opts)
     limit = budget.latency_ms_max.get(target.name)
     if cell.latency["kind"] == "host":
@@ -396,6 +403,7 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
             cell.latency = min(cell.latency, again, key=lambda lat: lat["median_ms"])
             cell.latency["measurements"] = again["measurements"]
         cell.latency["p95_over_median"] = round(cell.latency["p95_ms"] / cell.latency["median_ms"], 3)
+    cell.seconds["latency"] = round(time.perf_counter() - started, 3)
     library = out_dir / result.manifest["library"]["file"]
     cell.size = {"model_mb": round((out_dir / OPTIMIZED_ONNX).stat().st_size / 1e6, 4),
                  "library_mb": round(library.stat().st_size / 1e6, 4), "library": result.manifest["library"]["kind"]}
@@ -434,10 +442,12 @@ def run_check(models: list[str] | None, targets: list[str] | None, opts: CheckOp
         names = targets or sorted({"host", *budget.latency_ms_max})
         for name in names:
             target = target_objs.get(name) or get_target(name)
+            started = time.perf_counter()
             try:
                 cell, summary = check_cell(model, target, budget, opts, progress, model not in summaries)
             except OptkitError as exc:
                 cell, summary = Cell(model, name, budget.pipeline, error=str(exc)), None
+                cell.seconds["build"] = round(time.perf_counter() - started, 3)
             if summary:
                 summaries[model] = summary
             if baseline is not None and not cell.error:
