@@ -343,17 +343,35 @@ def quant_report(model: PathLike, calibration: CalibrationProvider | None, passe
     return QuantReport(tensor_errors(float_model, quantized, calibration_feeds(ctx.calibration, float_model, 8)), records[0])
 
 
+def _judge(name: str, budgets: PathLike | None, samples: int | None):
+    """(task, calibration) of a model that judges accuracy: a reference model, or any model a budgets file
+    declares (a user model with its criterion or evaluator, and its calibration data)."""
+    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES
+
+    if budgets is None:
+        from optkit.reference_models.catalog import get_task
+
+        return get_task(name), calibration(name, samples=samples)
+    from optkit.harness.budgets import load_budgets
+
+    table, _ = load_budgets(budgets)
+    if name not in table:
+        raise OptionError(f"--reference-model {name}: not in {budgets} (models there: {', '.join(table)})")
+    task = table[name].task()
+    return task, lambda: task.calibration(samples or CALIBRATION_SAMPLES)
+
+
 def quantize(model: PathLike, output: PathLike, reference_model: str, accuracy_budget: float,
              passes: str = "mobile", calibrator: str = "minmax", eval_samples: int = 40,
-             calibration_samples: int | None = None, log: Log = _silent):
-    """Accuracy-aware int8: keep the worst layers in float until the reference model's task metric is
-    within `accuracy_budget`; writes the model either way (check `within_budget`)."""
+             calibration_samples: int | None = None, log: Log = _silent, budgets: PathLike | None = None):
+    """Accuracy-aware int8: keep the worst layers in float until the task metric of `reference_model` (a
+    reference model, or a model `budgets` declares) is within `accuracy_budget`; writes the model either
+    way (check `within_budget`)."""
     from optkit.graph.model_io import save_model
     from optkit.harness.accuracy_aware import quantize_within_budget
-    from optkit.reference_models.catalog import get_task
 
-    task = get_task(reference_model)
-    float_model, _, ctx = _run_passes(model, passes, calibration(reference_model, samples=calibration_samples))
+    task, provider = _judge(reference_model, budgets, calibration_samples)
+    float_model, _, ctx = _run_passes(model, passes, provider)
     log(f"{reference_model}: float {task.metric_name} on {eval_samples} eval samples, budget {accuracy_budget}")
     result = quantize_within_budget(float_model, task, accuracy_budget, ctx, calibrator, eval_samples, log=log)
     save_model(result.model, output)
@@ -368,13 +386,14 @@ class PruneScan:
 
 
 def prune_scan(model: PathLike, reference_model: str, ratio: float = 0.5, passes: str = "mobile",
-               eval_samples: int = 16, reconstruct: bool = True, log: Log = _silent) -> PruneScan:
-    """Prune each channel group alone by `ratio` and measure the task metric it costs."""
+               eval_samples: int = 16, reconstruct: bool = True, log: Log = _silent,
+               budgets: PathLike | None = None) -> PruneScan:
+    """Prune each channel group alone by `ratio` and measure the task metric (of a reference model, or of a
+    model `budgets` declares) it costs."""
     from optkit.harness.prune_scan import scan
-    from optkit.reference_models.catalog import get_task
 
-    task = get_task(reference_model)
-    float_model, _, ctx = _run_passes(model, passes, calibration(reference_model, samples=8))
+    task, provider = _judge(reference_model, budgets, 8)
+    float_model, _, ctx = _run_passes(model, passes, provider)
     base, rows = scan(float_model, task, ctx, ratio, eval_samples, reconstruct, log=log)
     return PruneScan(task.metric_name, base, rows)
 
@@ -421,6 +440,21 @@ def tune(models: Iterable[str], target: str | Target, db: PathLike, trials: int 
                        if name in TASKS else calibration, progress=progress)
 
 
+def _budget_pipeline(budget) -> tuple[Path, str, CalibrationProvider]:
+    """(model file, pass spec, calibration) of a budgets entry, reference model or user model alike (a user
+    model's declared input shapes first)."""
+    from optkit.graph.model_io import load_model
+    from optkit.graph.shapes import resolve_input_shapes, shape_spec_text
+    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES
+
+    task = budget.task()
+    spec = budget.pipeline
+    if budget.user and budget.user.input_shapes:
+        shapes = shape_spec_text(resolve_input_shapes(budget.user.input_shapes, load_model(task.onnx_path)))
+        spec = f"specialize-input{{shape={shapes}}},{spec}"
+    return task.onnx_path, spec, lambda: task.calibration(CALIBRATION_SAMPLES)
+
+
 @dataclass
 class EstimateRow:
     model: str
@@ -433,7 +467,6 @@ def estimate(models: list[str] | None = None, targets: Iterable[str | Target] = 
     """Estimated device latency (per-layer roofline) of each budgeted model after its budget pipeline."""
     from optkit.harness.budgets import load_budgets
     from optkit.harness.estimate import estimate_latency
-    from optkit.reference_models.catalog import get_task
 
     table_budgets, _ = load_budgets(budgets)
     target_objs = [resolve_target(t) for t in targets]
@@ -442,7 +475,7 @@ def estimate(models: list[str] | None = None, targets: Iterable[str | Target] = 
         if name not in table_budgets:
             raise OptionError(f"--models: no budget for {name} (budgeted: {', '.join(table_budgets)})")
         budget = table_budgets[name]
-        model, _, _ = _run_passes(get_task(name).onnx_path, budget.pipeline, calibration(name))
+        model, _, _ = _run_passes(*_budget_pipeline(budget))
         rows.append(EstimateRow(name, budget.pipeline, {
             t.name: (estimate_latency(model, t.peak).total_ms, budget.latency_ms_max.get(t.name))
             for t in target_objs}))

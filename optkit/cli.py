@@ -437,16 +437,19 @@ def quant_report(model, passes, calibrator, top, json_path, calibration, calibra
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
 @click.option("--reference-model", "task_name", required=True,
-              help="Reference model whose evaluation set and metric judge accuracy (and whose calibration set is used).")
+              help="The model whose evaluation data and metric judge accuracy (and whose calibration data is used): "
+                   "a reference model, or with --budgets any model that file declares.")
+@click.option("--budgets", type=click.Path(path_type=Path), help="A budgets file declaring models of your own.")
 @click.option("--accuracy-budget", type=float, required=True, help="Largest metric cost allowed (e.g. 0.01 mIoU).")
 @click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied before quantizing.")
 @click.option("--calibrator", default="minmax", show_default=True)
 @click.option("--eval-samples", default=40, show_default=True, type=click.IntRange(1))
 @calibration_samples_option
-def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, eval_samples, calibration_samples):
+def quantize_cmd(model, output, task_name, budgets, accuracy_budget, passes, calibrator, eval_samples,
+                 calibration_samples):
     """Accuracy-aware int8: keep the worst layers in float until the task metric is within budget."""
     result = api.quantize(model, output, task_name, accuracy_budget, passes, calibrator, eval_samples,
-                          calibration_samples, log=console.print)
+                          calibration_samples, log=console.print, budgets=budgets)
     verdict = "within budget" if result.within_budget else "NOT within budget (limit of float layers reached)"
     console.print(f"wrote {output}: {verdict}; float {result.float_metric:.4f} → int8 {result.steps[-1].metric:.4f}; "
                   f"kept in float: {', '.join(result.kept_float) or 'none'}")
@@ -456,16 +459,19 @@ def quantize_cmd(model, output, task_name, accuracy_budget, passes, calibrator, 
 
 @main.command("prune-scan")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--reference-model", "task_name", required=True, help="Whose evaluation set and metric to use.")
+@click.option("--reference-model", "task_name", required=True,
+              help="Whose evaluation data and metric to use: a reference model, or with --budgets any model there.")
+@click.option("--budgets", type=click.Path(path_type=Path), help="A budgets file declaring models of your own.")
 @click.option("--ratio", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Fraction of each group's channels removed.")
 @click.option("--passes", default="mobile", show_default=True, help="Float pipeline applied first.")
 @click.option("--eval-samples", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--no-reconstruct", is_flag=True, help="Plain removal, without least-squares reconstruction.")
 @json_option("the scan")
-def prune_scan_cmd(model, task_name, ratio, passes, eval_samples, no_reconstruct, json_path):
+def prune_scan_cmd(model, task_name, budgets, ratio, passes, eval_samples, no_reconstruct, json_path):
     """Prune each channel group alone and report the task metric it costs (cheapest per FLOP first)."""
-    result = api.prune_scan(model, task_name, ratio, passes, eval_samples, not no_reconstruct, log=console.print)
+    result = api.prune_scan(model, task_name, ratio, passes, eval_samples, not no_reconstruct, log=console.print,
+                            budgets=budgets)
     base, rows = result.unpruned, result.groups
     table = Table(title=f"prune sensitivity, {ratio:.0%} of each group, {result.metric_name} {base:.4f} unpruned "
                         f"({eval_samples} eval samples), cheapest per FLOP first")

@@ -365,17 +365,21 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
                summary_needed: bool) -> tuple[Cell, ModelSummary | None]:
     from optkit.backend.compiler import compile_model, tuning_label
     from optkit.graph.model_io import load_model
+    from optkit.pass_infra.calibration import CALIBRATION_SAMPLES
     from optkit.pass_infra.instruments import Snapshots, default_instruments
-    from optkit.reference_models.catalog import artifact_runner, calibration_provider, evaluate_runner, get_task, session_runner
+    from optkit.reference_models.catalog import artifact_runner, evaluate_runner, session_runner
 
-    task = get_task(model)
+    task = budget.task()
     cell = Cell(model, target.name, budget.pipeline)
-    calibration = calibration_provider(model)
+
+    def calibration():
+        return task.calibration(CALIBRATION_SAMPLES)
     snapshots = Snapshots()
     out_dir = opts.work_dir / model / target.name
     progress(f"{model} on {target.name}: optimizing and compiling")
     started = time.perf_counter()
     result = compile_model(task.onnx_path, target, out_dir, passes=budget.pipeline, calibration=calibration,
+                           input_shapes=budget.user.input_shapes if budget.user else "",
                            instruments=[*default_instruments(), snapshots], tuning_db=tuning_db_for(opts, target))
     cell.tuning = tuning_label(result.manifest["tuning"])
     optimized = load_model(out_dir / OPTIMIZED_ONNX, check=False)
@@ -421,7 +425,6 @@ def check_cell(model: str, target: Target, budget: Budget, opts: CheckOptions, p
 def run_check(models: list[str] | None, targets: list[str] | None, opts: CheckOptions,
               progress: Progress = lambda _: None) -> CheckReport:
     from optkit.harness.estimate import calibration_table
-    from optkit.reference_models.catalog import TASKS
 
     budgets, tolerance = load_budgets(opts.budgets)
     chosen = models or list(budgets)
@@ -452,7 +455,7 @@ def run_check(models: list[str] | None, targets: list[str] | None, opts: CheckOp
                 summaries[model] = summary
             if baseline is not None and not cell.error:
                 cell.verdicts += baseline_verdicts(cell, baseline.get((model, name)), tolerance,
-                                                   TASKS[model].higher_is_better)
+                                                   budget.higher_is_better)
             cells.append(cell)
             progress(f"{model} on {name}: {cell.status}")
     options = {"models": chosen, "targets": targets, "limit": opts.limit, "threads": opts.threads,
