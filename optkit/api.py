@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optkit.core.errors import OptionError, OptkitError
+from optkit.pass_infra.instruments import WARN_BELOW_SQNR_DB
 
 if TYPE_CHECKING:
     import onnx
@@ -118,17 +119,22 @@ def _run_passes(model: PathLike, spec: str, ctx_calibration=None, seed: int = 0,
 class OptimizeResult:
     model: onnx.ModelProto
     records: list[PassRecord]
+    warnings: list[str]         # lossy passes that cost more than min_sqnr_db allows
 
 
 def optimize(model: ModelLike, output: PathLike | None = None, passes: str = "mobile", input_shapes: Shapes = "",
              seed: int = 0, calibration: Any = None, dump_ir: PathLike | None = None,
-             inputs: Iterable[PathLike] = ()) -> OptimizeResult:
+             inputs: Iterable[PathLike] = (), strict: bool = False,
+             min_sqnr_db: float = WARN_BELOW_SQNR_DB) -> OptimizeResult:
     """Run a pass spec over an ONNX file or ModelProto (never modified); write the result to `output` if
     given. `calibration`: a provider, a path, an iterable of samples or a CalibrationDataReader. `inputs`:
-    other files the run reads, which `output` may not replace."""
+    other files the run reads, which `output` may not replace. A lossy pass whose worst output falls below
+    `min_sqnr_db` is in `warnings`; with `strict` it is an error and nothing is written."""
+    from optkit.backend.compiler import refuse_lossy
     from optkit.core.safe_output import check_file_output
     from optkit.graph.model_io import load_model, save_model
     from optkit.graph.shapes import resolve_input_shapes, shape_spec_text
+    from optkit.pass_infra.instruments import lossy_warnings
 
     with _model_file(model) as path:
         read = (path, *map(Path, inputs))
@@ -139,25 +145,33 @@ def optimize(model: ModelLike, output: PathLike | None = None, passes: str = "mo
             shapes = shape_spec_text(resolve_input_shapes(shapes, load_model(path)))
         spec = ",".join(filter(None, [f"specialize-input{{shape={shapes}}}" if shapes else "", passes]))
         optimized, records, _ = _run_passes(path, spec, _calibration_of(calibration), seed, dump_ir)
+        if strict:
+            refuse_lossy(records, min_sqnr_db)
         if output is not None:
             save_model(optimized, output, inputs=read)
-    return OptimizeResult(optimized, records)
+    return OptimizeResult(optimized, records, lossy_warnings(records, min_sqnr_db))
 
 
 def compile(model: ModelLike, target: str | Target, output: PathLike, passes: str = "mobile",  # noqa: A001
             input_shapes: Shapes = "", seed: int = 0, calibration: Any = None,
             schedules: str = "default", tuning_db: PathLike | None = None, force: bool = False,
             validate: str = "auto", dump_ir: PathLike | None = None,
-            inputs: Iterable[PathLike] = ()) -> CompileResult:
+            inputs: Iterable[PathLike] = (), strict: bool = False,
+            min_sqnr_db: float = WARN_BELOW_SQNR_DB) -> CompileResult:
     """Optimize, build with TVM for a target (a name or a Target), validate, and write an artifact directory
-    atomically. `model`: an ONNX path or a ModelProto; `calibration` as for `optimize`."""
+    atomically. `model`: an ONNX path or a ModelProto; `calibration`, `strict` and `min_sqnr_db` as for
+    `optimize` (strict refuses before anything is built)."""
     from optkit.backend.compiler import compile_model
+    from optkit.pass_infra.instruments import lossy_warnings
 
     with _model_file(model) as path:
-        return compile_model(path, resolve_target(target), output, passes=passes,
-                             input_shapes=_shapes_text(input_shapes), seed=seed, instruments=_instruments(dump_ir),
-                             schedules=schedules, tuning_db=tuning_db, force=force, inputs=tuple(inputs),
-                             validate=validate, calibration=_calibration_of(calibration))
+        result = compile_model(path, resolve_target(target), output, passes=passes,
+                               input_shapes=_shapes_text(input_shapes), seed=seed, instruments=_instruments(dump_ir),
+                               schedules=schedules, tuning_db=tuning_db, force=force, inputs=tuple(inputs),
+                               validate=validate, calibration=_calibration_of(calibration),
+                               strict_sqnr_db=min_sqnr_db if strict else None)
+    result.warnings = lossy_warnings(result.records, min_sqnr_db)
+    return result
 
 
 class Artifact:

@@ -189,6 +189,22 @@ def _write_json(path: Path | None, data, read=()) -> None:
     console.print(f"wrote {path}")
 
 
+def loss_options(fn):
+    """--strict / --min-sqnr: how much a lossy pass (quantize-int8, prune-channels) may cost."""
+    from optkit.pass_infra.instruments import WARN_BELOW_SQNR_DB
+
+    fn = click.option("--min-sqnr", default=WARN_BELOW_SQNR_DB, show_default=True, type=float,
+                      help="A lossy pass whose worst output SQNR (dB, against its input) falls below this is "
+                           "reported loudly (20 dB ~ output cosine 0.995).")(fn)
+    return click.option("--strict", is_flag=True,
+                        help="Make that an error (exit 3): nothing is built or written.")(fn)
+
+
+def _warn(warnings: list[str]) -> None:
+    for line in warnings:
+        click.echo(f"optkit: WARNING: {line} (--strict makes this an error)", err=True)
+
+
 def _inputs(*paths) -> tuple[Path, ...]:
     """The files a command reads: no output may replace them."""
     return tuple(Path(p) for p in paths if p)
@@ -204,13 +220,15 @@ def _inputs(*paths) -> tuple[Path, ...]:
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed for verification inputs and calibration.")
 @click.option("--dump-ir", type=click.Path(), help="Write the model after every pass into this directory.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the pass log as JSON.")
+@loss_options
 @calibration_options
-def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibration, calibration_data,
-             calibration_samples):
+def optimize(model, output, passes, input_shape, seed, dump_ir, report, strict, min_sqnr, calibration,
+             calibration_data, calibration_samples):
     """Run passes over MODEL and write the optimized ONNX (the input is never modified)."""
     read = _inputs(model, calibration_data)
     result = api.optimize(model, output, passes, input_shape, seed,
-                          calibration, dump_ir, read[1:])
+                          calibration, dump_ir, read[1:], strict=strict, min_sqnr_db=min_sqnr)
+    _warn(result.warnings)
     if report:
         with atomic_file(report, (*read, output), "--report") as tmp:
             tmp.write_text(json.dumps([r.as_dict(with_timing=True) for r in result.records], indent=2) + "\n")
@@ -233,18 +251,21 @@ def optimize(model, output, passes, input_shape, seed, dump_ir, report, calibrat
 @click.option("--validate", "validate", type=click.Choice(["auto", "emulate", "off"]), default="auto", show_default=True,
               help="Run the build against onnxruntime before writing it: auto (host builds natively, ARM/iOS via a "
                    "host build of the same module), emulate (the AArch64 library under qemu), off.")
+@loss_options
 @calibration_options
 def compile_cmd(model, target_name, output, passes, input_shape, seed, dump_ir, schedules, tuning_db, force, validate,
-                calibration, calibration_data, calibration_samples):
+                strict, min_sqnr, calibration, calibration_data, calibration_samples):
     """Optimize MODEL and build it with TVM for a target into an artifact directory."""
     from optkit.backend.compiler import tuning_label
 
     target = api.resolve_target(target_name)
     result = api.compile(model, target, output, passes, input_shape, seed,
                          calibration, schedules,
-                         tuning_db, force, validate, dump_ir, _inputs(calibration_data))
+                         tuning_db, force, validate, dump_ir, _inputs(calibration_data), strict=strict,
+                         min_sqnr_db=min_sqnr)
     for notice in result.notices:
         click.echo(f"optkit: notice: {notice}", err=True)
+    _warn(result.warnings)
     console.print(_pass_table(result.records, f"{model} → {target.name}"))
     lib = result.manifest["library"]
     counts = ", ".join(f"{k} {v}" for k, v in result.manifest["schedules"]["functions"].items() if v)

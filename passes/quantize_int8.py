@@ -98,8 +98,21 @@ class QuantizeInt8(Pass):
     options = {
         "calibrator": PassOption(choice(*CALIBRATORS), "minmax", "minmax | percentile | entropy"),
         "activations": PassOption(choice(*ACTIVATIONS), "uint8", "uint8 (asymmetric) | int8 (symmetric)"),
-        "exclude": PassOption(str, "", "node names to keep in float, joined by ';'"),
+        "exclude": PassOption(str, "", "node names to keep in float, joined by ';' (from Python: a list of names)"),
+        "exclude_file": PassOption(str, "", "a text file of node names to keep in float, one per line: names "
+                                            "with any character (tf2onnx names hold ';')"),
     }
+
+    def _excluded(self) -> list[str]:
+        names = self.config["exclude"]
+        names = [n for n in (names.split(";") if isinstance(names, str) else names) if n]
+        if self.config["exclude_file"]:
+            path = Path(self.config["exclude_file"])
+            try:
+                names += [line.rstrip("\r\n") for line in path.read_text().splitlines() if line.strip()]
+            except OSError as exc:
+                raise OptionError(f"pass 'quantize-int8': exclude_file {path}: {exc.strerror or exc}") from exc
+        return names
 
     def run(self, model, ctx: PassContext) -> PassResult:
         if ctx.calibration is None:
@@ -107,7 +120,7 @@ class QuantizeInt8(Pass):
                               "or --calibration-data FILE.npz")
         calibration = calibration_set(ctx.calibration, model)
         feeds = calibration.samples
-        exclude = [n for n in self.config["exclude"].split(";") if n]
+        exclude = self._excluded()
         names = {n.name for n in model.graph.node}
         unknown = [n for n in exclude if n not in names]
         if unknown:

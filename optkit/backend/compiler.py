@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,24 @@ from optkit.backend.rewrites.take import clipped_takes
 from optkit.backend.targets import Target
 from optkit.backend.validate import MODES as VALIDATION_MODES
 from optkit.backend.validate import validate_build
-from optkit.core.errors import CompileError
+from optkit.core.errors import CompileError, PassFailedError
 from optkit.core.safe_output import atomic_directory, check_directory_output
 from optkit.graph.model_io import load_model
 from optkit.graph.numerics import input_specs, output_specs
 from optkit.graph.shapes import resolve_input_shapes, shape_spec_text, static_input_plan
 from optkit.pass_infra.contract import PassContext
-from optkit.pass_infra.instruments import Instrument, PassRecord
+from optkit.pass_infra.instruments import Instrument, PassRecord, loss_message, too_lossy
 from optkit.pass_infra.manager import PassManager
 from optkit.pass_infra.spec import build_passes
 
 DEFAULT_PIPELINE = "mobile"
 LEGALIZE = "legalize"
+
+def refuse_lossy(records: list[PassRecord], min_sqnr_db: float) -> None:
+    """--strict: a lossy pass below the SQNR floor is an error, raised before anything is built or written."""
+    for record in too_lossy(records, min_sqnr_db):
+        raise PassFailedError(record.spec, f"{loss_message(record, min_sqnr_db)} (--strict)")
+
 
 def tuning_label(tuning) -> str:
     """'untuned', or 'tuned (k of n functions)' from a manifest's tuning entry."""
@@ -45,6 +51,7 @@ class CompileResult:
     manifest: dict[str, Any]
     records: list[PassRecord]
     notices: list[str]
+    warnings: list[str] = field(default_factory=list)     # lossy passes that cost more than allowed (api)
 
 
 @dataclass
@@ -104,7 +111,8 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
                   passes: str = DEFAULT_PIPELINE, input_shapes: str = "", seed: int = 0,
                   instruments: list[Instrument] | None = None, calibration=None, schedules: str = "default",
                   tuning_db: str | os.PathLike | None = None, force: bool = False,
-                  inputs: tuple[str | os.PathLike, ...] = (), validate: str | bool = "auto") -> CompileResult:
+                  inputs: tuple[str | os.PathLike, ...] = (), validate: str | bool = "auto",
+                  strict_sqnr_db: float | None = None) -> CompileResult:
     """Optimize, build, export and validate (backend/validate.py: the build against onnxruntime on generated inputs;
     `validate` is auto, emulate or off); the directory appears only if every step succeeded. `out_dir` must
     be new, empty or an earlier artifact (or `force`), and never the model or another of `inputs`."""
@@ -116,6 +124,8 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
     check_directory_output(out_dir, inputs, force)      # refuse before the long build, not after it
     front = frontend(model_path, target, passes, input_shapes, seed, instruments, calibration)
     optimized, records = front.optimized, front.records
+    if strict_sqnr_db is not None:
+        refuse_lossy(records, strict_sqnr_db)
     database, tuning = None, "untuned"
     if tuning_db is not None:
         from optkit.backend.tuning_db import database_digest, open_database

@@ -64,7 +64,7 @@ def quantize_within_budget(model: onnx.ModelProto, task, budget: float, ctx: Pas
     excluded: list[str] = []
     reason = "all quantizable nodes in int8"
     while True:
-        quantized = QuantizeInt8(calibrator=calibrator, exclude=";".join(excluded)).run(copy_model(model), ctx).model
+        quantized = QuantizeInt8(calibrator=calibrator, exclude=list(excluded)).run(copy_model(model), ctx).model
         metric = task.evaluate(session_runner(quantized), eval_limit).value
         cost = (float_eval.value - metric) if task.higher_is_better else (metric - float_eval.value)
         result.steps.append(Step(list(excluded), metric, cost, reason))

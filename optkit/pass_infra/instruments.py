@@ -178,3 +178,25 @@ def default_instruments(dump_dir: str | Path | None = None) -> list[Instrument]:
     if dump_dir:
         instruments.append(IRDump(dump_dir))
     return instruments
+
+
+# A lossy pass whose worst output falls below this SQNR against its input gets a loud warning (20 dB is an
+# output cosine of about 0.995); `--strict` makes it an error before anything is written.
+WARN_BELOW_SQNR_DB = 20.0
+
+
+def too_lossy(records: list[PassRecord], min_sqnr_db: float = WARN_BELOW_SQNR_DB) -> list[PassRecord]:
+    return [r for r in records if not r.exact and r.changed and r.output_sqnr_db is not None
+            and r.output_sqnr_db < min_sqnr_db]
+
+
+def loss_message(record: PassRecord, min_sqnr_db: float) -> str:
+    """What a too-lossy pass cost (cosine ~ 1 - 10^(-SQNR/10) / 2 for an error uncorrelated with the output)."""
+    return (f"worst output SQNR {record.output_sqnr_db:.1f} dB < {min_sqnr_db:g} dB against its input (output "
+            f"cosine about {1 - 0.5 * 10 ** (-record.output_sqnr_db / 10):.4f})")
+
+
+def lossy_warnings(records: list[PassRecord], min_sqnr_db: float = WARN_BELOW_SQNR_DB) -> list[str]:
+    """One line per lossy pass that cost more than `min_sqnr_db` allows, naming the pass."""
+    return [f"pass '{r.spec}' costs more than allowed: {loss_message(r, min_sqnr_db)}"
+            for r in too_lossy(records, min_sqnr_db)]
