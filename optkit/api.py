@@ -130,11 +130,10 @@ def optimize(model: ModelLike, output: PathLike | None = None, passes: str = "mo
     given. `calibration`: a provider, a path, an iterable of samples or a CalibrationDataReader. `inputs`:
     other files the run reads, which `output` may not replace. A lossy pass whose worst output falls below
     `min_sqnr_db` is in `warnings`; with `strict` it is an error and nothing is written."""
-    from optkit.backend.compiler import refuse_lossy
     from optkit.core.safe_output import check_file_output
     from optkit.graph.model_io import load_model, save_model
     from optkit.graph.shapes import resolve_input_shapes, shape_spec_text
-    from optkit.pass_infra.instruments import lossy_warnings
+    from optkit.pass_infra.instruments import lossy_warnings, refuse_lossy
 
     with _model_file(model) as path:
         read = (path, *map(Path, inputs))

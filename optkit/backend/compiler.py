@@ -19,23 +19,18 @@ from optkit.backend.rewrites.take import clipped_takes
 from optkit.backend.targets import Target
 from optkit.backend.validate import MODES as VALIDATION_MODES
 from optkit.backend.validate import validate_build
-from optkit.core.errors import CompileError, PassFailedError
+from optkit.core.errors import CompileError
 from optkit.core.safe_output import atomic_directory, check_directory_output
 from optkit.graph.model_io import load_model
 from optkit.graph.numerics import input_specs, output_specs
 from optkit.graph.shapes import resolve_input_shapes, shape_spec_text, static_input_plan
 from optkit.pass_infra.contract import PassContext
-from optkit.pass_infra.instruments import Instrument, PassRecord, loss_message, too_lossy
+from optkit.pass_infra.instruments import Instrument, PassRecord, refuse_lossy
 from optkit.pass_infra.manager import PassManager
 from optkit.pass_infra.spec import build_passes
 
 DEFAULT_PIPELINE = "mobile"
 LEGALIZE = "legalize"
-
-def refuse_lossy(records: list[PassRecord], min_sqnr_db: float) -> None:
-    """--strict: a lossy pass below the SQNR floor is an error, raised before anything is built or written."""
-    for record in too_lossy(records, min_sqnr_db):
-        raise PassFailedError(record.spec, f"{loss_message(record, min_sqnr_db)} (--strict)")
 
 
 def tuning_label(tuning) -> str:

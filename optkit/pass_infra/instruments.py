@@ -200,3 +200,10 @@ def lossy_warnings(records: list[PassRecord], min_sqnr_db: float = WARN_BELOW_SQ
     """One line per lossy pass that cost more than `min_sqnr_db` allows, naming the pass."""
     return [f"pass '{r.spec}' costs more than allowed: {loss_message(r, min_sqnr_db)}"
             for r in too_lossy(records, min_sqnr_db)]
+
+
+def refuse_lossy(records: list[PassRecord], min_sqnr_db: float) -> None:
+    """--strict: a lossy pass below the SQNR floor is an error, raised before anything is built or written."""
+    found = too_lossy(records, min_sqnr_db)
+    if found:
+        raise PassFailedError(found[0].spec, f"{loss_message(found[0], min_sqnr_db)} (--strict)")
