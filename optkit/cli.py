@@ -104,19 +104,20 @@ def _check_cell(record) -> str:
     return "-" if record.max_abs_diff is None else f"|d| {record.max_abs_diff:.1e}"
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """'0.485,0.456,0.406' (or one number; each may be a fraction like 1/255)."""
     if text is None:
         return None
-    try:
-        return tuple(float(eval_fraction(v)) for v in text.replace(";", ",").split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected numbers joined by ',' (e.g. 0.485,0.456,0.406)") from None
+    return tuple(_number(v, option) for v in text.replace(";", ",").split(",") if v.strip())
 
 
-def eval_fraction(text: str) -> float:
+def _number(text: str, option: str) -> float:
     """'0.5' or '1/255'."""
     top, _, bottom = text.strip().partition("/")
-    return float(top) / float(bottom) if bottom else float(top)
+    try:
+        return float(top) / float(bottom) if bottom else float(top)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{text!r} is not a number (e.g. 0.5 or 1/255)", param_hint=option) from None
 
 
 def calibration_options(fn):
@@ -131,8 +132,9 @@ def calibration_options(fn):
         from optkit.pass_infra.calibration import ImagePreprocess
 
         preprocess = ImagePreprocess(
-            calibration_layout, eval_fraction(calibration_scale), _floats(calibration_mean) or (0.0,),
-            _floats(calibration_std) or (1.0,))
+            calibration_layout, _number(calibration_scale, "--calibration-scale"),
+            _floats(calibration_mean, "--calibration-mean") or (0.0,),
+            _floats(calibration_std, "--calibration-std") or (1.0,))
         kwargs["calibration"] = api.calibration(calibration_model, kwargs["calibration_data"],
                                                 kwargs["calibration_samples"], preprocess)
         return fn(*args, **kwargs)

@@ -142,3 +142,10 @@ def test_cli_error_is_one_line(tmp_path, save):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     assert "input 'x' expects shape 1x3x24x32" in lines[0] and "bad.npy" in lines[0]
+
+
+def test_image_options_are_checked(tmp_path, save):
+    path = save(small_convnet(), "m.onnx")
+    result = CliRunner().invoke(main, ["optimize", str(path), "-o", str(tmp_path / "q.onnx"),
+                                       "--calibration-scale", "abc"])
+    assert result.exit_code == 2 and "--calibration-scale: 'abc' is not a number" in result.output
