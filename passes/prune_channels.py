@@ -175,6 +175,18 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, sliced: dict
     return errors
 
 
+def _shortfall(cfg, removed: float, deps: Dependencies) -> str:
+    """What the pass could not do that it was asked to (the pass contract's `shortfall` stat: compile warns,
+    --strict refuses), naming why: how many groups were prunable and the reasons the others were refused."""
+    wanted = cfg["flops"] or (cfg["ratio"] if not cfg["groups"] else 0.0)
+    if not wanted or removed >= (cfg["flops"] or 1e-9) - 1e-6:
+        return ""
+    reasons = sorted({g.refused for g in deps.groups.values() if g.refused})
+    asked = f"{cfg['flops']:.0%} of FLOPs" if cfg["flops"] else f"{cfg['ratio']:.0%} of channels"
+    return (f"removed {removed:.1%} of FLOPs, asked for {asked}: {len(deps.prunable())} of {len(deps.groups)} "
+            f"channel groups prunable" + (f" (refused: {'; '.join(reasons[:3])})" if reasons else ""))
+
+
 class PruneChannels(Pass):
     name = "prune-channels"
     exact = False
@@ -213,12 +225,19 @@ class PruneChannels(Pass):
         if cfg["flops"]:
             ratio = self._ratio_for_flops(model, deps, scores, cfg)
         keep = select(deps, scores, ratio, cfg["mode"], cfg["min-channels"], only)
-        original = copy_model(model)
+        flops_before = model_stats(model).flops
+        original_model = copy_model(model)
         sliced = apply(model, deps, keep)
         stats = {"groups": len(deps.groups), "prunable_groups": len(deps.prunable()), "groups_pruned": len(keep),
                  "ratio": round(ratio, 4),
                  "channels_removed": int(sum(deps.groups[g].size - len(k) for g, k in keep.items())),
                  "refused": {str(g.gid): g.refused for g in deps.groups.values() if g.refused}}
+        removed = 1 - model_stats(model).flops / flops_before if flops_before else 0.0
+        stats["flops_removed"] = round(removed, 4)
+        shortfall = _shortfall(cfg, removed, deps)
+        if shortfall:
+            stats["shortfall"] = shortfall
+        original = original_model
         if cfg["reconstruct"] and sliced:
             if ctx.calibration is None:
                 raise OptionError("pass 'prune-channels' reconstructs from calibration data: give --calibration "

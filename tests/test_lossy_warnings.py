@@ -45,3 +45,21 @@ def test_exclude_names_with_any_character(tmp_path):
         dequantized = {o for n in quantized.model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
         assert conv_inputs[head][1] == "w3"                              # float weights: kept out of int8
         assert conv_inputs["net/conv1;0"][1] in dequantized
+
+
+def test_pruning_that_cannot_reach_its_target_says_so(tmp_path, save):
+    """Every group of this graph reaches a graph output, so nothing can be pruned: the pass records the
+    shortfall and why, optimize warns, and --strict refuses."""
+    from graphs import fin, init, make, rand
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    model = make([helper.make_node("Conv", ["x", "w"], ["y"], name="only", pads=[1, 1, 1, 1])],
+                 [fin("x", [1, 3, 8, 8])], [fin("y", [1, 8, 8, 8])], [init("w", rand(rng, 8, 3, 3, 3))])
+    path = save(model, "one.onnx")
+    spec = ["--passes", "prune-channels{flops=0.3,reconstruct=false}"]
+    warned = CliRunner().invoke(main, ["optimize", str(path), "-o", str(tmp_path / "p.onnx"), *spec])
+    assert warned.exit_code == 0, warned.output
+    assert "fell short: removed 0.0% of FLOPs, asked for 30% of FLOPs: 0 of 1 channel groups prunable" in warned.output
+    refused = CliRunner().invoke(main, ["optimize", str(path), "-o", str(tmp_path / "p2.onnx"), *spec, "--strict"])
+    assert refused.exit_code == 3 and "(--strict)" in refused.output and not (tmp_path / "p2.onnx").exists()
