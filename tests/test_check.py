@@ -111,14 +111,20 @@ def test_check_fails_on_broken_budget_and_regressed_baseline(passing_run, tmp_pa
     assert result.returncode == 1
     err = result.stderr
     assert "optkit check: FAIL: face on host: NME" in err and "misses budget <= 0.001" in err
-    assert "over budget 0.01 ms (measured on host" in err
     assert "regressed beyond tolerance 0.02" in err
-    assert "3 failure(s) in 1 model x target cell(s)" in err
     assert "FAILED" in result.stdout
-    from junitparser import JUnitXml
+    from junitparser import Failure, JUnitXml, Skipped
 
     suite = next(iter(JUnitXml.fromfile(str(tmp_path / "r.xml"))))
-    assert suite.failures == 3
+    (latency,) = [c for c in suite if c.name == "face on host: latency"]
+    # Over a 0.01 ms budget: a failure, or "noisy" (a JUnit <skipped>) when the load average left by the tests
+    # before this one says other work shared the cores; the gate's noise rule, not this build, decides which.
+    assert "over budget 0.01 ms (measured on host" in latency.result[0].message
+    failed = isinstance(latency.result[0], Failure)
+    assert failed or isinstance(latency.result[0], Skipped)
+    failures = 3 if failed else 2
+    assert suite.failures == failures
+    assert f"{failures} failure(s) in 1 model x target cell(s)" in err
 
 
 def test_check_names_bad_options(tmp_path):

@@ -156,9 +156,13 @@ class UserTask:
         from optkit.pass_infra.calibration import ImagePreprocess, from_path
 
         image = self.model.image
-        preprocess = ImagePreprocess(
-            image.get("layout", "auto"), float(image.get("scale", 1 / 255)),
-            tuple(map(float, image.get("mean", (0.0,)))), tuple(map(float, image.get("std", (1.0,)))))
+
+        def per_channel(key, default):
+            value = image.get(key, default)
+            return tuple(map(float, value if isinstance(value, (list, tuple)) else [value]))
+
+        preprocess = ImagePreprocess(image.get("layout", "auto"), float(image.get("scale", 1 / 255)),
+                                     per_channel("mean", 0.0), per_channel("std", 1.0))
         return from_path(path, count, preprocess)
 
     def calibration(self, count: int) -> list[dict[str, np.ndarray]]:
