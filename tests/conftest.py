@@ -41,3 +41,19 @@ def sysroot_ready():
         if emulation_required():
             pytest.fail(f"OPTKIT_REQUIRE_EMULATION=1 but no sysroot at {sysroot_path()} (optkit emulator setup)")
         pytest.skip(f"no AArch64 sysroot at {sysroot_path()}; run `optkit emulator setup`")
+
+
+EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "optkit-example-plugin"
+
+
+@pytest.fixture(scope="session")
+def example_plugin_env(tmp_path_factory) -> dict[str, str]:
+    """examples/optkit-example-plugin installed the way a user installs it (a real wheel build with its entry
+    points, offline) into a private folder; the environment that puts it on the path."""
+    import subprocess
+
+    target = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(EXAMPLE_PLUGIN)], check=True, timeout=300,
+                   cwd=tmp_path_factory.mktemp("build"))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}

@@ -19,8 +19,6 @@ import optkit
 from optkit.core.errors import OptionError
 from optkit.harness.budgets import load_budgets
 
-PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "optkit-example-plugin"
-
 BUDGETS = """
 [mine]
 path = "mine.onnx"
@@ -57,15 +55,6 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def plugin_env(tmp_path_factory) -> dict[str, str]:
-    target = tmp_path_factory.mktemp("plugin-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(PLUGIN)], check=True, timeout=300,
-                   cwd=tmp_path_factory.mktemp("build"))
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
-
-
 def optkit_cli(env, *args, cwd=None):
     return subprocess.run([sys.executable, "-m", "optkit.cli", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=600, cwd=cwd)
@@ -87,8 +76,8 @@ def test_budgets_declare_user_models_and_name_what_is_wrong(project, tmp_path):
             load_budgets(bad)
 
 
-def test_gate_cli_with_a_criterion_and_an_evaluator_plugin(project, plugin_env, tmp_path):
-    result = optkit_cli(plugin_env, "check", "--budgets", project / "budgets.toml", "-t", "host", "--repeat", "2",
+def test_gate_cli_with_a_criterion_and_an_evaluator_plugin(project, example_plugin_env, tmp_path):
+    result = optkit_cli(example_plugin_env, "check", "--budgets", project / "budgets.toml", "-t", "host", "--repeat", "2",
                         "--work-dir", tmp_path / "work", "--json", tmp_path / "r.json")
     assert result.returncode == 0, result.stdout + result.stderr
     cells = {c["model"]: c for c in json.loads((tmp_path / "r.json").read_text())["cells"]}
@@ -99,7 +88,7 @@ def test_gate_cli_with_a_criterion_and_an_evaluator_plugin(project, plugin_env, 
     quantize = json.loads((tmp_path / "work" / "mine" / "host" / "manifest.json").read_text())["passes"][-2]
     assert quantize["pass"] == "quantize-int8" and quantize["stats"]["calibration_samples"] == 6
     # without the plugin, that model's cell fails naming the missing evaluator
-    env = {k: v for k, v in plugin_env.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in example_plugin_env.items() if k != "PYTHONPATH"}
     missing = optkit_cli(env, "check", "--budgets", project / "budgets.toml", "-t", "host", "--models", "mine_plugin",
                          "--work-dir", tmp_path / "work2")
     assert missing.returncode == 1 and "no evaluator 'argmax-agreement' is installed" in missing.stderr

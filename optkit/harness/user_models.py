@@ -25,6 +25,7 @@ model's outputs on them (an evaluator with labelled data of its own may ignore b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -83,10 +84,6 @@ class UserModel:
         return load_evaluator(self).higher_is_better if self.evaluator else CRITERIA[self.criterion]
 
 
-def available_evaluators() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=EVALUATOR_GROUP)}
-
-
 def load_evaluator(model: UserModel):
     found = {ep.name: ep for ep in entry_points(group=EVALUATOR_GROUP)}
     if model.evaluator not in found:
@@ -138,8 +135,9 @@ class UserTask:
         self._samples: list[dict[str, np.ndarray]] | None = None
         self._reference: list[dict[str, np.ndarray]] | None = None
 
+    @functools.cached_property
     def _specialized(self):
-        """The fp32 model with the declared input shapes (what the samples are fitted to)."""
+        """The fp32 model with the declared input shapes (what the samples are fitted to), made once."""
         from optkit.pass_infra.contract import PassContext
         from optkit.pass_infra.manager import PassManager
         from optkit.pass_infra.spec import build_passes
@@ -171,14 +169,14 @@ class UserTask:
         if self.model.calibration is None:
             raise OptionError(f"model '{self.name}': its pipeline quantizes, but the budgets entry gives no "
                               f"'calibration' data")
-        return calibration_feeds(self._source(self.model.calibration, count), self._specialized(), count)
+        return calibration_feeds(self._source(self.model.calibration, count), self._specialized, count)
 
     def samples(self) -> list[dict[str, np.ndarray]]:
         """Evaluation inputs: the entry's evaluation data, else its calibration data, else seeded noise."""
         if self._samples is None:
             from optkit.pass_infra.calibration import calibration_feeds
 
-            specialized = self._specialized()
+            specialized = self._specialized
             data = self.model.evaluation or self.model.calibration
             self._samples = (calibration_feeds(self._source(data, None), specialized) if data
                              else [make_inputs(specialized, seed) for seed in range(GENERATED_SAMPLES)])
@@ -196,7 +194,7 @@ class UserTask:
         if self._reference is None:
             from optkit.graph.numerics import run_ort
 
-            model = self._specialized()
+            model = self._specialized
             self._reference = [run_ort(model, feeds) for feeds in self.samples()]
         return self._reference[:limit]
 
