@@ -93,9 +93,7 @@ def _shapes_text(input_shapes: Shapes | None) -> str:
 
 def _calibration_of(value) -> CalibrationProvider | None:
     """A provider from what a script holds: None, a provider, a path, an iterable of samples or a reader."""
-    if value is None or (callable(value) and not hasattr(value, "get_next")):
-        return value
-    return calibration(data=value)
+    return None if value is None else calibration(data=value)
 
 
 def _instruments(dump_ir: PathLike | None):

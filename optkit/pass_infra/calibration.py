@@ -202,7 +202,7 @@ def from_npz(path: str | Path, samples: int | None = None) -> CalibrationProvide
 def from_python(data: Any, samples: int | None = None, label: str = "(Python object)") -> CalibrationProvider:
     """An iterable of samples (dicts of arrays, or bare arrays for a one-input model), or an object with
     onnxruntime's `get_next()` (a CalibrationDataReader). Read once, when a pass first asks."""
-    if callable(data) and not hasattr(data, "get_next") and not isinstance(data, (str, Path)):
+    if callable(data) and not hasattr(data, "get_next"):
         return data                                     # already a provider
     if isinstance(data, (str, Path)):
         return from_path(data, samples)
