@@ -1,8 +1,10 @@
 """`quantize-int8`: static post-training quantization to QDQ int8 with onnxruntime's quantizer.
 
-Weights: per-channel symmetric int8. Activations: uint8 (asymmetric) or int8 (symmetric), ranges from
-calibration data with the MinMax, Percentile or Entropy calibrator. Nodes named in `exclude` stay in
-float (the accuracy-aware mode uses this). Lossy: the manager records its output error.
+Weights: per-channel symmetric int8, rounded to nearest or, with `rounding=gptq`, so that each layer's
+output error on the calibration data is least (passes/int8/rounding.py). Activations: uint8 (asymmetric)
+or int8 (symmetric), ranges from calibration data with the MinMax, Percentile or Entropy calibrator, or
+per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py). Nodes named in
+`exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its output error.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from optkit.passes.int8 import layer_inputs, ranges, rounding
 
 from optkit.core.errors import OptionError
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
@@ -22,7 +25,7 @@ from optkit.pass_infra.calibration import calibration_set
 from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult, choice
 
 CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
+               "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}
 ACTIVATIONS = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
 
@@ -89,6 +92,28 @@ def canonical_gemms(model: onnx.ModelProto) -> int:
     return rewritten
 
 
+def _round_weights(model: onnx.ModelProto, feeds: list[dict], exclude: set[str]) -> dict[str, list[dict]]:
+    """GPTQ-round the weight of every Conv/Gemm not in `exclude` whose weight no other node reads, in place,
+    and return the per-channel scales the quantizer must use so that it reproduces that grid exactly."""
+    index = GraphIndex(model.graph)
+    layers = [layer for layer in layer_inputs.collect(model, feeds)
+              if layer.node.name not in exclude and layer.node.input[1] in index.initializers
+              and index.uses(layer.node.input[1]) == 1]
+    overrides = {}
+    for layer in layers:
+        name = layer.node.input[1]
+        original = index.constant(name)
+        rounded = rounding.gptq_round(layer.weight, layer.hessian)
+        transposed = layer.node.op_type == "Gemm" and not attr(layer.node, "transB", 0)
+        rounded = rounded[0].T if transposed else rounded.reshape(original.shape)
+        index.set_initializer(name, rounded.astype(original.dtype))
+        scales = rounding.channel_scales(layer.weight).ravel()
+        overrides[name] = [{"scale": np.float32(s), "zero_point": np.int8(0), **({"axis": 1 if transposed else 0}
+                                                                                   if c == 0 else {})}
+                           for c, s in enumerate(scales)]
+    return overrides
+
+
 class QuantizeInt8(Pass):
     name = "quantize-int8"
     exact = False
@@ -96,7 +121,10 @@ class QuantizeInt8(Pass):
     min_output_sqnr_db = 12.0
     summary = "static int8 quantization (QDQ): per-channel symmetric weights, calibrated activations"
     options = {
-        "calibrator": PassOption(choice(*CALIBRATORS), "minmax", "minmax | percentile | entropy"),
+        "calibrator": PassOption(choice(*CALIBRATORS), "minmax", "minmax | percentile | entropy | mse (per tensor, "
+                                                                  "the range of least quantization error)"),
+        "rounding": PassOption(choice("nearest", "gptq"), "nearest", "weight rounding: nearest | gptq (least "
+                                                                     "output error per layer on the calibration data)"),
         "activations": PassOption(choice(*ACTIVATIONS), "uint8", "uint8 (asymmetric) | int8 (symmetric)"),
         "exclude": PassOption(str, "", "node names to keep in float, joined by ';' (from Python: a list of names)"),
         "exclude_file": PassOption(str, "", "a text file of node names to keep in float, one per line: names "
@@ -127,6 +155,12 @@ class QuantizeInt8(Pass):
             raise OptionError(f"pass 'quantize-int8': exclude names unknown node(s) {', '.join(unknown)}")
         symmetric = self.config["activations"] == "int8"
         gemms = canonical_gemms(model)
+        overrides: dict[str, list[dict]] = {}
+        if self.config["rounding"] == "gptq":
+            overrides.update(_round_weights(model, feeds, set(exclude)))
+        if self.config["calibrator"] == "mse":
+            for name, (lo, hi) in ranges.choose_ranges(model, feeds, symmetric).items():
+                overrides.setdefault(name, [{"rmin": np.float32(lo), "rmax": np.float32(hi)}])
         with tempfile.TemporaryDirectory(prefix="optkit-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
             src.write_bytes(model.SerializeToString())
@@ -137,7 +171,8 @@ class QuantizeInt8(Pass):
                     calibrate_method=CALIBRATORS[self.config["calibrator"]], nodes_to_exclude=exclude or None,
                     calibration_cache_path=None,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric,
-                                   "CalibTensorRangeSymmetric": symmetric},
+                                   "CalibTensorRangeSymmetric": symmetric,
+                                   **({"TensorQuantOverrides": overrides} if overrides else {})},
                 )
             quantized = onnx.load(str(dst))
         quantized.graph.name = model.graph.name
@@ -145,4 +180,5 @@ class QuantizeInt8(Pass):
         return PassResult(quantized, True, {"calibration_samples": len(feeds),
                                             "calibration_sha256": calibration.sha256, "quantize_nodes": q_nodes,
                                             "float_nodes_kept": len(exclude), "calibrator": self.config["calibrator"],
+                                            "rounding": self.config["rounding"],
                                             **({"gemms_canonicalized": gemms} if gemms else {})})
