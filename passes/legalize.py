@@ -15,6 +15,9 @@ onnxruntime like any exact pass. Each rewrite answers a failure found by fuzzing
   TVM's importer wants a constant there; the dequantized value is computed here as onnxruntime does.
 - Pooling whose window is larger than the (padded) map: onnxruntime's output has one position there, TVM's
   none; explicit end padding gives TVM the same window (checked numerically like every rewrite here).
+- 16-bit QuantizeLinear -> DequantizeLinear pairs (quantize-int8's mixed precision): TVM's importer got
+  uint16 wrong (0 dB against onnxruntime on hand_landmark_lite). Per tensor, the pair is the same
+  arithmetic in float32, which holds every 16-bit integer exactly: clip(round(x / s) + z) then (q - z) * s.
 """
 
 from __future__ import annotations
@@ -157,6 +160,42 @@ def _pool_end_pads(node, shape) -> list[int] | None:
     return pads if grow else None
 
 
+WIDE_QUANT = {onnx.TensorProto.UINT16: (0, 65535), onnx.TensorProto.INT16: (-32768, 32767)}
+
+
+def _wide_pairs(index: GraphIndex) -> dict[str, tuple[int, int]]:
+    """Outputs of per-tensor 16-bit QuantizeLinear nodes read only by DequantizeLinear, with their range."""
+    found = {}
+    for node in index.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or not node.input[2]:
+            continue
+        zero, scale = index.initializers.get(node.input[2]), index.constant(node.input[1])
+        readers = index.consumers.get(node.output[0], [])
+        if (zero is None or zero.data_type not in WIDE_QUANT or scale is None or scale.size != 1 or not readers
+                or any(r.op_type != "DequantizeLinear" for r in readers) or node.output[0] in index.graph_outputs):
+            continue
+        found[node.output[0]] = WIDE_QUANT[zero.data_type]
+    return found
+
+
+def _wide_as_float(index: GraphIndex, node: onnx.NodeProto, bounds: tuple[int, int]) -> list[onnx.NodeProto]:
+    """One node of a 16-bit pair as float32 arithmetic: QuantizeLinear -> clip(round(x / s) + z, lo, hi),
+    DequantizeLinear -> (q - z) * s, with z as a float constant."""
+    zero = index.fresh_name(f"{node.input[2]}_float")
+    index.set_initializer(zero, index.constant(node.input[2]).astype(np.float32))
+    t = index.fresh_name(f"{node.output[0]}_wide")
+    if node.op_type == "DequantizeLinear":
+        return [helper.make_node("Sub", [node.input[0], zero], [t]),
+                helper.make_node("Mul", [t, node.input[1]], [node.output[0]])]
+    lo, hi = index.fresh_name(f"{t}_lo"), index.fresh_name(f"{t}_hi")
+    index.set_initializer(lo, np.array(bounds[0], np.float32))
+    index.set_initializer(hi, np.array(bounds[1], np.float32))
+    return [helper.make_node("Div", [node.input[0], node.input[1]], [t + "_div"]),
+            helper.make_node("Round", [t + "_div"], [t + "_round"]),
+            helper.make_node("Add", [t + "_round", zero], [t + "_shift"]),
+            helper.make_node("Clip", [t + "_shift", lo, hi], [node.output[0]])]
+
+
 def _dequantized_constant(index: GraphIndex, name: str) -> np.ndarray | None:
     """The value of DequantizeLinear(constant, constant scale, constant zero point), per tensor, else None."""
     node = index.producer.get(name)
@@ -179,8 +218,16 @@ class Legalize(Pass):
         index = GraphIndex(model.graph)
         shapes = static_shapes(model)
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-        new_nodes, stats = [], {"resizes": 0, "variadic": 0, "pools": 0, "pad_values": 0}
+        new_nodes, stats = [], {"resizes": 0, "variadic": 0, "pools": 0, "pad_values": 0, "wide_qdq": 0}
+        wide = _wide_pairs(index)
         for node in model.graph.node:
+            if node.op_type == "QuantizeLinear" and node.output[0] in wide:
+                new_nodes.extend(_wide_as_float(index, node, wide[node.output[0]]))
+                stats["wide_qdq"] += 1
+                continue
+            if node.op_type == "DequantizeLinear" and node.input[0] in wide:
+                new_nodes.extend(_wide_as_float(index, node, wide[node.input[0]]))
+                continue
             if node.op_type in VARIADIC and len(node.input) > MAX_VARIADIC_INPUTS:
                 new_nodes.extend(_tree(index, node))
                 stats["variadic"] += 1
@@ -219,4 +266,8 @@ class Legalize(Pass):
         if changed:
             del model.graph.node[:]
             model.graph.node.extend(new_nodes)
+        if wide:      # those tensors are float now: drop any stale 16-bit type declared for them
+            kept = [vi for vi in model.graph.value_info if vi.name not in wide]
+            del model.graph.value_info[:]
+            model.graph.value_info.extend(kept)
         return PassResult(model, changed, stats)

@@ -3,8 +3,10 @@
 Weights: per-channel symmetric int8, rounded to nearest or, with `rounding=gptq`, so that each layer's
 output error on the calibration data is least (passes/int8/rounding.py). Activations: uint8 (asymmetric)
 or int8 (symmetric), ranges from calibration data with the MinMax, Percentile or Entropy calibrator, or
-per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py). Nodes named in
-`exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its output error.
+per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py). Mixed precision
+(`int16_sqnr_db`): the few activations that cost the outputs most stay 16-bit (passes/int8/sensitivity.py).
+Nodes named in `exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its
+output error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-from optkit.passes.int8 import layer_inputs, ranges, rounding
+from optkit.passes.int8 import layer_inputs, ranges, rounding, sensitivity
 
 from optkit.core.errors import OptionError
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
@@ -27,12 +29,15 @@ from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult
 CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}
 ACTIVATIONS = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+WIDE = {"uint8": QuantType.QUInt16, "int8": QuantType.QInt16}
+SENSITIVITY_SAMPLES = 8
 
 
 class _QuantizerNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "pre-processing" not in message and "is out-of-range for weight" not in message
+        return ("pre-processing" not in message and "is out-of-range for weight" not in message
+                and "16-bit integer quantization natively" not in message)
 
 
 @contextlib.contextmanager
@@ -40,7 +45,8 @@ def _without_quantizer_noise():
     """onnxruntime's quantizer logs, on the root logger, advice to run its pre-processing (shape inference,
     folding), which the pipelines already do with simplify and fold-bn, and one warning per rank-1 weight
     (an InstanceNormalization scale: 'Axis 1 is out-of-range'), which it then quantizes per tensor as it
-    should. Neither says anything about the user's model."""
+    should; and, with 16-bit activations, that it raises the opset to 21, which it must. None of it says
+    anything about the user's model."""
     noise = _QuantizerNoise()
     logging.getLogger().addFilter(noise)
     try:
@@ -114,6 +120,25 @@ def _round_weights(model: onnx.ModelProto, feeds: list[dict], exclude: set[str])
     return overrides
 
 
+def _widest_costs(model: onnx.ModelProto, feeds: list[dict], target_db: float,
+                  conv_share: float) -> tuple[list[str], float, int]:
+    """The activations to keep 16-bit (sensitivity.keep_wide), the predicted worst output SQNR and how many
+    Convs read them. Tensors read only by Relu/Clip are not candidates: the quantizer folds those into the
+    range of their output."""
+    index = GraphIndex(model.graph)
+    folded = {name for name, readers in index.consumers.items()
+              if readers and all(r.op_type in ("Relu", "Clip") for r in readers)}
+    names = [n for n in ranges.activation_tensors(model) if n not in folded]
+    sample = feeds[:SENSITIVITY_SAMPLES]
+    bounds, _ = ranges.observe(model, sample, names)
+    bounds = {n: b for n, b in bounds.items() if b[1] > b[0]}
+    cost = {n: sum(r.op_type == "Conv" for r in index.consumers.get(n, [])) for n in bounds}
+    convs = sum(n.op_type == "Conv" for n in model.graph.node)
+    wide, predicted = sensitivity.keep_wide(sensitivity.tensor_noise(model, bounds, sample), target_db, cost,
+                                            int(conv_share * convs))
+    return wide, predicted, sum(cost[n] for n in wide)
+
+
 class QuantizeInt8(Pass):
     name = "quantize-int8"
     exact = False
@@ -126,6 +151,11 @@ class QuantizeInt8(Pass):
         "rounding": PassOption(choice("nearest", "gptq"), "nearest", "weight rounding: nearest | gptq (least "
                                                                      "output error per layer on the calibration data)"),
         "activations": PassOption(choice(*ACTIVATIONS), "uint8", "uint8 (asymmetric) | int8 (symmetric)"),
+        "int16_sqnr_db": PassOption(float, 0.0, "mixed precision: keep the activations that cost the outputs most "
+                                                "in 16 bits until the predicted worst output SQNR reaches this "
+                                                "(dB; 0 = all 8-bit)"),
+        "int16_conv_share": PassOption(float, 0.1, "at most this share of the Convs may read a 16-bit activation "
+                                                   "(those run in float)"),
         "exclude": PassOption(str, "", "node names to keep in float, joined by ';' (from Python: a list of names)"),
         "exclude_file": PassOption(str, "", "a text file of node names to keep in float, one per line: names "
                                             "with any character (tf2onnx names hold ';')"),
@@ -161,6 +191,12 @@ class QuantizeInt8(Pass):
         if self.config["calibrator"] == "mse":
             for name, (lo, hi) in ranges.choose_ranges(model, feeds, symmetric).items():
                 overrides.setdefault(name, [{"rmin": np.float32(lo), "rmax": np.float32(hi)}])
+        wide, predicted = [], None
+        if self.config["int16_sqnr_db"] > 0:
+            wide, predicted, float_convs = _widest_costs(model, feeds, self.config["int16_sqnr_db"],
+                                                         self.config["int16_conv_share"])
+            for name in wide:
+                overrides.setdefault(name, [{}])[0]["quant_type"] = WIDE[self.config["activations"]]
         with tempfile.TemporaryDirectory(prefix="optkit-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
             src.write_bytes(model.SerializeToString())
@@ -181,4 +217,7 @@ class QuantizeInt8(Pass):
                                             "calibration_sha256": calibration.sha256, "quantize_nodes": q_nodes,
                                             "float_nodes_kept": len(exclude), "calibrator": self.config["calibrator"],
                                             "rounding": self.config["rounding"],
+                                            **({"int16_activations": wide, "predicted_sqnr_db": round(predicted, 1),
+                                                "convs_reading_int16": float_convs}
+                                               if predicted is not None else {}),
                                             **({"gemms_canonicalized": gemms} if gemms else {})})

@@ -25,7 +25,8 @@ def activation_tensors(model: onnx.ModelProto) -> list[str]:
     return names
 
 
-def _observe(model: onnx.ModelProto, feeds: list[dict], names: list[str]):
+def observe(model: onnx.ModelProto, feeds: list[dict], names: list[str]):
+    """Per float tensor of `names`: its (min, max) over `feeds` (widened to hold 0) and a histogram over it."""
     probe = with_intermediate_outputs(model, names)
     session = ort_session(probe)
     inputs = {i.name: i for i in probe.graph.input}
@@ -79,5 +80,5 @@ def best_range(bounds: tuple[float, float], hist: np.ndarray, symmetric: bool, l
 
 def choose_ranges(model: onnx.ModelProto, feeds: list[dict], symmetric: bool = False) -> dict[str, tuple[float, float]]:
     """Per-tensor (rmin, rmax) minimising each tensor's own quantization error on `feeds`."""
-    bounds, hists = _observe(model, feeds, activation_tensors(model))
+    bounds, hists = observe(model, feeds, activation_tensors(model))
     return {n: best_range(b, hists[n], symmetric) if b[1] > b[0] else b for n, b in bounds.items()}
