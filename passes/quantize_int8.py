@@ -4,7 +4,8 @@ Weights: per-channel symmetric int8, rounded to nearest or, with `rounding=gptq`
 output error on the calibration data is least (passes/int8/rounding.py). Activations: uint8 (asymmetric)
 or int8 (symmetric), ranges from calibration data with the MinMax, Percentile or Entropy calibrator, or
 per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py). Mixed precision
-(`int16_sqnr_db`): the few activations that cost the outputs most stay 16-bit (passes/int8/sensitivity.py).
+(`mixed_sqnr_db`): the few activations that cost the outputs most stay 16-bit and the few such layers
+float (passes/int8/sensitivity.py).
 Nodes named in `exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its
 output error.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,33 +100,58 @@ def canonical_gemms(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def _round_weights(model: onnx.ModelProto, feeds: list[dict], exclude: set[str]) -> dict[str, list[dict]]:
-    """GPTQ-round the weight of every Conv/Gemm not in `exclude` whose weight no other node reads, in place,
-    and return the per-channel scales the quantizer must use so that it reproduces that grid exactly."""
+@dataclass
+class _Weight:
+    node: onnx.NodeProto
+    rounded: np.ndarray          # int8 grid values as float, in the initializer's own shape
+    scales: np.ndarray           # per output channel
+    axis: int                    # the initializer's channel axis
+
+
+def _rounded_weights(model: onnx.ModelProto, feeds: list[dict], exclude: set[str], mode: str) -> dict[str, _Weight]:
+    """Each Conv/Gemm weight (an initializer no other node reads, its node not excluded) rounded to the
+    per-channel int8 grid: to nearest, or by GPTQ against the layer's inputs on `feeds`."""
     index = GraphIndex(model.graph)
-    layers = [layer for layer in layer_inputs.collect(model, feeds)
-              if layer.node.name not in exclude and layer.node.input[1] in index.initializers
-              and index.uses(layer.node.input[1]) == 1]
-    overrides = {}
-    for layer in layers:
+    weights = {}
+    for layer in layer_inputs.collect(model, feeds if mode == "gptq" else feeds[:1]):
         name = layer.node.input[1]
-        original = index.constant(name)
-        rounded = rounding.gptq_round(layer.weight, layer.hessian)
+        if layer.node.name in exclude or name not in index.initializers or index.uses(name) != 1:
+            continue
+        rounded = rounding.gptq_round(layer.weight, layer.hessian) if mode == "gptq" else rounding.nearest_round(layer.weight)
         transposed = layer.node.op_type == "Gemm" and not attr(layer.node, "transB", 0)
+        original = index.constant(name)
         rounded = rounded[0].T if transposed else rounded.reshape(original.shape)
-        index.set_initializer(name, rounded.astype(original.dtype))
-        scales = rounding.channel_scales(layer.weight).ravel()
-        overrides[name] = [{"scale": np.float32(s), "zero_point": np.int8(0), **({"axis": 1 if transposed else 0}
-                                                                                   if c == 0 else {})}
-                           for c, s in enumerate(scales)]
+        weights[name] = _Weight(layer.node, rounded.astype(original.dtype), rounding.channel_scales(layer.weight).ravel(),
+                                1 if transposed else 0)
+    return weights
+
+
+def _apply_rounding(model: onnx.ModelProto, weights: dict[str, _Weight]) -> dict[str, list[dict]]:
+    """Write the rounded weights into the model and return the per-channel scales the quantizer must use
+    so that it reproduces that grid exactly."""
+    index = GraphIndex(model.graph)
+    overrides = {}
+    for name, weight in weights.items():
+        index.set_initializer(name, weight.rounded)
+        overrides[name] = [{"scale": np.float32(s), "zero_point": np.int8(0), **({"axis": weight.axis} if c == 0 else {})}
+                           for c, s in enumerate(weight.scales)]
     return overrides
 
 
-def _widest_costs(model: onnx.ModelProto, feeds: list[dict], target_db: float,
-                  conv_share: float) -> tuple[list[str], float, int]:
-    """The activations to keep 16-bit (sensitivity.keep_wide), the predicted worst output SQNR and how many
-    Convs read them. Tensors read only by Relu/Clip are not candidates: the quantizer folds those into the
-    range of their output."""
+@dataclass
+class _Mixed:
+    wide: list[str]              # activations kept 16-bit
+    float_layers: list[str]      # Conv/Gemm nodes kept in float
+    predicted_sqnr_db: float
+    convs_not_int8: int
+
+
+def _mixed_precision(model: onnx.ModelProto, feeds: list[dict], weights: dict[str, _Weight], target_db: float,
+                     conv_share: float) -> _Mixed:
+    """The activations to keep 16-bit and the layers to keep float (sensitivity.keep_wide) so that the
+    predicted worst output SQNR reaches `target_db`, with at most `conv_share` of the Convs out of int8 (a
+    Conv reading a 16-bit activation runs in float too). Tensors read only by Relu/Clip are not candidates:
+    the quantizer folds those into the range of their output."""
     index = GraphIndex(model.graph)
     folded = {name for name, readers in index.consumers.items()
               if readers and all(r.op_type in ("Relu", "Clip") for r in readers)}
@@ -133,10 +160,12 @@ def _widest_costs(model: onnx.ModelProto, feeds: list[dict], target_db: float,
     bounds, _ = ranges.observe(model, sample, names)
     bounds = {n: b for n, b in bounds.items() if b[1] > b[0]}
     cost = {n: sum(r.op_type == "Conv" for r in index.consumers.get(n, [])) for n in bounds}
+    cost |= {n: int(w.node.op_type == "Conv") for n, w in weights.items()}
+    noise = sensitivity.tensor_noise(model, bounds, sample, {n: w.rounded for n, w in weights.items()})
     convs = sum(n.op_type == "Conv" for n in model.graph.node)
-    wide, predicted = sensitivity.keep_wide(sensitivity.tensor_noise(model, bounds, sample), target_db, cost,
-                                            int(conv_share * convs))
-    return wide, predicted, sum(cost[n] for n in wide)
+    chosen, predicted = sensitivity.keep_wide(noise, target_db, cost, int(conv_share * convs))
+    return _Mixed([n for n in chosen if n not in weights], [weights[n].node.name for n in chosen if n in weights],
+                  predicted, sum(cost[n] for n in chosen))
 
 
 class QuantizeInt8(Pass):
@@ -151,11 +180,11 @@ class QuantizeInt8(Pass):
         "rounding": PassOption(choice("nearest", "gptq"), "nearest", "weight rounding: nearest | gptq (least "
                                                                      "output error per layer on the calibration data)"),
         "activations": PassOption(choice(*ACTIVATIONS), "uint8", "uint8 (asymmetric) | int8 (symmetric)"),
-        "int16_sqnr_db": PassOption(float, 0.0, "mixed precision: keep the activations that cost the outputs most "
-                                                "in 16 bits until the predicted worst output SQNR reaches this "
-                                                "(dB; 0 = all 8-bit)"),
-        "int16_conv_share": PassOption(float, 0.1, "at most this share of the Convs may read a 16-bit activation "
-                                                   "(those run in float)"),
+        "mixed_sqnr_db": PassOption(float, 0.0, "mixed precision: keep the activations (16-bit) and layers (float) "
+                                                "that cost the worst output most until its predicted SQNR reaches "
+                                                "this (dB; 0 = all int8)"),
+        "mixed_conv_share": PassOption(float, 0.1, "at most this share of the Convs may leave int8 (kept float, or "
+                                                   "reading a 16-bit activation)"),
         "exclude": PassOption(str, "", "node names to keep in float, joined by ';' (from Python: a list of names)"),
         "exclude_file": PassOption(str, "", "a text file of node names to keep in float, one per line: names "
                                             "with any character (tf2onnx names hold ';')"),
@@ -185,18 +214,19 @@ class QuantizeInt8(Pass):
             raise OptionError(f"pass 'quantize-int8': exclude names unknown node(s) {', '.join(unknown)}")
         symmetric = self.config["activations"] == "int8"
         gemms = canonical_gemms(model)
-        overrides: dict[str, list[dict]] = {}
-        if self.config["rounding"] == "gptq":
-            overrides.update(_round_weights(model, feeds, set(exclude)))
+        mixed_target, mode = self.config["mixed_sqnr_db"], self.config["rounding"]
+        weights = _rounded_weights(model, feeds, set(exclude), mode) if mixed_target > 0 or mode == "gptq" else {}
+        mixed = None
+        if mixed_target > 0:
+            mixed = _mixed_precision(model, feeds, weights, mixed_target, self.config["mixed_conv_share"])
+            exclude += mixed.float_layers
+            weights = {n: w for n, w in weights.items() if w.node.name not in mixed.float_layers}
+        overrides = _apply_rounding(model, weights) if mode == "gptq" else {}
         if self.config["calibrator"] == "mse":
             for name, (lo, hi) in ranges.choose_ranges(model, feeds, symmetric).items():
                 overrides.setdefault(name, [{"rmin": np.float32(lo), "rmax": np.float32(hi)}])
-        wide, predicted = [], None
-        if self.config["int16_sqnr_db"] > 0:
-            wide, predicted, float_convs = _widest_costs(model, feeds, self.config["int16_sqnr_db"],
-                                                         self.config["int16_conv_share"])
-            for name in wide:
-                overrides.setdefault(name, [{}])[0]["quant_type"] = WIDE[self.config["activations"]]
+        for name in mixed.wide if mixed else []:
+            overrides.setdefault(name, [{}])[0]["quant_type"] = WIDE[self.config["activations"]]
         with tempfile.TemporaryDirectory(prefix="optkit-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
             src.write_bytes(model.SerializeToString())
@@ -217,7 +247,7 @@ class QuantizeInt8(Pass):
                                             "calibration_sha256": calibration.sha256, "quantize_nodes": q_nodes,
                                             "float_nodes_kept": len(exclude), "calibrator": self.config["calibrator"],
                                             "rounding": self.config["rounding"],
-                                            **({"int16_activations": wide, "predicted_sqnr_db": round(predicted, 1),
-                                                "convs_reading_int16": float_convs}
-                                               if predicted is not None else {}),
+                                            **({"int16_activations": mixed.wide, "float_layers": mixed.float_layers,
+                                                "predicted_sqnr_db": round(mixed.predicted_sqnr_db, 1),
+                                                "convs_not_int8": mixed.convs_not_int8} if mixed else {}),
                                             **({"gemms_canonicalized": gemms} if gemms else {})})

@@ -159,8 +159,8 @@ def test_keep_wide_takes_the_worst_outputs_largest_noise_within_the_conv_budget(
     cost = {"a": 1, "b": 0, "c": 0, "d": 2}
     chosen, predicted = sensitivity.keep_wide(noise, 30.0, cost, max_cost=1)
     # d alone would spend more than the budget; once a and b are kept nothing affordable lowers the worst
-    # output's noise any more, so c (on the other output) would not raise the worst SQNR: the choice stops.
-    assert chosen == ["a", "b"]
+    # output's noise any more, so the other output is served (c is free), and the choice stops there.
+    assert chosen == ["a", "b", "c"]
     assert predicted == pytest.approx(-10 * np.log10(2e-2))
     assert sensitivity.keep_wide(noise, 10.0, cost, 5)[0] == []          # already 10 dB: nothing kept
 
@@ -174,12 +174,12 @@ def test_mixed_precision_keeps_the_costliest_activations_16_bit_and_builds_on_th
     rng = np.random.default_rng(0)
     samples = [rng.uniform(-1, 1, (1, 3, 24, 32)).astype(np.float32) for _ in range(8)]
     results = {}
-    for spec in ("quantize-int8", "quantize-int8{int16_sqnr_db=60,int16_conv_share=0.5}"):
+    for spec in ("quantize-int8", "quantize-int8{mixed_sqnr_db=60,mixed_conv_share=0.5}"):
         q, records = PassManager(build_passes(spec)).run(model, PassContext(calibration=from_python(samples)))
         results[spec] = (q, records[0])
-    q, record = results["quantize-int8{int16_sqnr_db=60,int16_conv_share=0.5}"]
+    q, record = results["quantize-int8{mixed_sqnr_db=60,mixed_conv_share=0.5}"]
     wide = record.stats["int16_activations"]
-    assert wide and record.stats["convs_reading_int16"] <= 2            # half of the 4 convs
+    assert wide and record.stats["convs_not_int8"] <= 2            # half of the 4 convs
     sixteen = {n.input[0].removesuffix("_QuantizeLinear_Input") for n in q.graph.node if n.op_type == "QuantizeLinear"
                and q.graph.initializer[[t.name for t in q.graph.initializer].index(n.input[2])].data_type
                == onnx.TensorProto.UINT16}
@@ -193,3 +193,23 @@ def test_mixed_precision_keeps_the_costliest_activations_16_bit_and_builds_on_th
     x = rng.uniform(-1, 1, (1, 3, 24, 32)).astype(np.float32)
     got, ref = run_artifact(tmp_path / "host", {"x": x}).outputs["y"], run_ort(q, {"x": x})["y"]
     assert sqnr_db(ref, got) > 30
+
+
+def test_a_weight_switch_swaps_in_the_rounded_weight():
+    model = conv_net(3, 4, (3, 3), pads=(1, 1, 1, 1))
+    w = GraphIndex(model.graph).constant("w")
+    rounded = rounding.nearest_round(w.reshape(1, 4, -1).astype(np.float64)).reshape(w.shape).astype(np.float32)
+    switched, switches = sensitivity.with_switches(model, {}, {"w": rounded})
+    x = np.random.default_rng(0).standard_normal((1, 3, 11, 13)).astype(np.float32)
+    swapped = onnx.ModelProto()
+    swapped.CopyFrom(model)
+    GraphIndex(swapped.graph).set_initializer("w", rounded)
+    got = run_ort(switched, {"x": x, switches[0]: np.ones(1, np.float32)})["y"]
+    np.testing.assert_allclose(got, run_ort(swapped, {"x": x})["y"], rtol=1e-5, atol=1e-5)
+    noise = sensitivity.tensor_noise(model, {}, [{"x": x}], {"w": rounded})
+    assert noise["w"][0] == pytest.approx(sqnr_db_inverse(run_ort(model, {"x": x})["y"], got), rel=1e-3)
+
+
+def sqnr_db_inverse(reference, approx):
+    """Noise power over signal power, the quantity tensor_noise reports."""
+    return 10 ** (-sqnr_db(reference, approx) / 10)

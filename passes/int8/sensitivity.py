@@ -1,7 +1,9 @@
-"""Which activations cost the outputs most when quantized, and so which few to keep in 16 bits.
+"""Which activations and weights cost the outputs most when quantized, and so which few to keep wider:
+activations in 16 bits, layers in float.
 
-The float model is run with a simulated uint8 quantize-dequantize after every candidate tensor, each behind
-its own on/off switch (an extra input), once per tensor with only that switch on. Quantization noise from
+The float model is run with a simulated uint8 quantize-dequantize after every candidate tensor, and each
+candidate weight replaced by its rounded int8 value, each behind its own on/off switch (an extra input),
+once per candidate with only that switch on. Quantization noise from
 different tensors is close to independent, so the per-tensor noises add up to about the int8 model's; on
 hand_landmark_lite 7 of 99 tensors carry 91 % of it. The choice then keeps the largest contributors to the
 worst output in 16 bits until the predicted worst output SQNR reaches the target."""
@@ -27,9 +29,12 @@ def _qparams(lo: float, hi: float) -> tuple[np.float32, np.uint8]:
     return np.float32(scale), np.uint8(np.clip(np.round(-lo / scale), 0, 255))
 
 
-def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> tuple[onnx.ModelProto, list[str]]:
+def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
+                  weights: dict[str, np.ndarray] | None = None) -> tuple[onnx.ModelProto, list[str]]:
     """The model with `x + on * (dequantize(quantize(x)) - x)` read in place of each tensor x of `ranges`
-    (graph outputs excepted); `on` is a new float input of shape [1]. Returns it and the switch names."""
+    (graph outputs excepted), then `w + on * (rounded - w)` in place of each weight of `weights` (name ->
+    rounded value); each `on` is a new float input of shape [1]. Returns it and the switch names, in that
+    order."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -50,11 +55,21 @@ def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]
             helper.make_node("Add", [name, p + "_me"], [p + "_x"]),
         ]
         renames[name] = p + "_x"
+    weight_nodes = []
+    for i, (name, rounded) in enumerate((weights or {}).items()):
+        p = f"_optkit_wswitch{i}"
+        original = next(numpy_helper.to_array(t) for t in graph.initializer if t.name == name)
+        graph.initializer.append(numpy_helper.from_array((rounded - original).astype(np.float32), p + "_d"))
+        graph.input.append(helper.make_tensor_value_info(p, TensorProto.FLOAT, [1]))
+        switches.append(p)
+        weight_nodes += [helper.make_node("Mul", [p + "_d", p], [p + "_md"]),
+                         helper.make_node("Add", [name, p + "_md"], [p + "_w"])]
+        renames[name] = p + "_w"
     for node in graph.node:
         for k, name in enumerate(node.input):
             if name in renames:
                 node.input[k] = renames[name]
-    ordered = [n for i in graph.input if i.name in spliced for n in spliced.pop(i.name)]
+    ordered = weight_nodes + [n for i in graph.input if i.name in spliced for n in spliced.pop(i.name)]
     for node in graph.node:
         ordered.append(node)
         for o in node.output:
@@ -64,20 +79,20 @@ def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]
     return out, switches
 
 
-def tensor_noise(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
-                 feeds: list[dict]) -> dict[str, np.ndarray]:
-    """For each tensor of `ranges`, its noise on each output when quantized alone: noise power over the
-    output's power on `feeds`, one value per graph output."""
+def tensor_noise(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], feeds: list[dict],
+                 weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """For each tensor of `ranges` and weight of `weights`, its noise on each output when quantized alone:
+    noise power over the output's power on `feeds`, one value per graph output."""
     outputs = [o.name for o in model.graph.output]
     inner = {n: r for n, r in ranges.items() if n not in outputs}
-    switched, switches = with_switches(model, inner)
+    switched, switches = with_switches(model, inner, weights)
     session = ort_session(switched)
     off = {s: np.zeros(1, np.float32) for s in switches}
     reference = [bounded_ort_run(session, {**f, **off}, "sensitivity run", outputs) for f in feeds]
     power = np.array([sum(float(np.sum(np.square(r[o], dtype=np.float64))) for r in reference) for o in outputs])
     power = np.maximum(power, 1e-30)
     noise = {}
-    for name, switch in zip(inner, switches):
+    for name, switch in zip([*inner, *(weights or {})], switches):
         total = np.zeros(len(outputs))
         for f, ref in zip(feeds, reference):
             got = bounded_ort_run(session, {**f, **off, switch: np.ones(1, np.float32)}, "sensitivity run", outputs)
@@ -95,8 +110,9 @@ def tensor_noise(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
 def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, int], max_cost: int,
               max_tensors: int = 64) -> tuple[list[str], float]:
     """Tensors to keep out of 8 bits, largest noise on the worst output first, until the predicted worst
-    output SQNR (-10·log10 of the noise left on it) reaches `target_db`. A tensor costs `cost[name]` (the
-    Convs it would push out of int8); the total stays within `max_cost`. Returns them and the prediction."""
+    output SQNR (-10·log10 of the noise left on it) reaches `target_db`; when nothing affordable helps the
+    worst output, the next worst one is served. A tensor costs `cost[name]` (the Convs it would push out of
+    int8); the total stays within `max_cost`. Returns them and the predicted worst output SQNR."""
     names = list(noise)
     if not names:
         return [], float("inf")
@@ -110,13 +126,16 @@ def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, in
         return float("inf") if worst <= 0 else -10 * np.log10(worst)
 
     while predicted() < target_db and len(chosen) < max_tensors:
-        worst_output = int(np.argmax(left))
-        affordable = [i for i in np.argsort(-matrix[:, worst_output])
-                      if names[i] not in chosen and spent + cost.get(names[i], 0) <= max_cost
-                      and matrix[i, worst_output] > 0]
-        if not affordable:
+        pick = None
+        for output in np.argsort(-left):          # the worst output first; the next when it cannot improve
+            if -10 * np.log10(max(float(left[output]), 1e-300)) >= target_db:
+                break
+            pick = next((i for i in np.argsort(-matrix[:, output]) if names[i] not in chosen
+                         and spent + cost.get(names[i], 0) <= max_cost and matrix[i, output] > 0), None)
+            if pick is not None:
+                break
+        if pick is None:
             break
-        pick = affordable[0]
         chosen.append(names[pick])
         spent += cost.get(names[pick], 0)
         left = left - matrix[pick]
