@@ -16,7 +16,8 @@ import onnx
 
 from optkit.core.errors import OptionError
 from optkit.graph.channel_deps import Dependencies, analyze, channel_importance
-from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
+from optkit.graph.im2col import conv_patches
+from optkit.graph.index import GraphIndex, remove_unused_initializers
 from optkit.graph.numerics import run_ort, with_intermediate_outputs
 from optkit.graph.stats import model_stats
 from optkit.pass_infra.calibration import calibration_feeds
@@ -115,23 +116,6 @@ def apply(model: onnx.ModelProto, deps: Dependencies, keep: dict[int, np.ndarray
     return sliced
 
 
-def _patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, int]) -> np.ndarray:
-    """im2col: N x C x H x W → (N * Hout * Wout) x (C * kh * kw), matching Conv's geometry."""
-    kh, kw = kernel
-    sh, sw = attr(node, "strides", [1, 1])
-    dh, dw = attr(node, "dilations", [1, 1])
-    pt, pl, pb, pr = attr(node, "pads", [0, 0, 0, 0])
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    n, c, h, w = xp.shape
-    hout = (h - dh * (kh - 1) - 1) // sh + 1
-    wout = (w - dw * (kw - 1) - 1) // sw + 1
-    cols = np.empty((n, c, kh, kw, hout, wout), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, i, j] = xp[:, :, i * dh:i * dh + sh * (hout - 1) + 1:sh, j * dw:j * dw + sw * (wout - 1) + 1:sw]
-    return cols.transpose(0, 4, 5, 1, 2, 3).reshape(n * hout * wout, c * kh * kw)
-
-
 def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, sliced: dict,
                 feeds: list[dict[str, np.ndarray]], seed: int) -> dict[str, float]:
     """Re-solve each consumer conv, in graph order, so that from the inputs it now receives in the pruned
@@ -157,7 +141,7 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, sliced: dict
         w_old = idx.constant(pnode.input[1])
         bias = idx.constant(pnode.input[2]) if len(pnode.input) > 2 and pnode.input[2] else None
         cout = w_old.shape[0]
-        p = _patches(x, onode, w_old.shape[2:])
+        p = conv_patches(x, onode, w_old.shape[2:])[0].T
         t = y.transpose(0, 2, 3, 1).reshape(-1, cout)
         if bias is not None:
             t = t - bias

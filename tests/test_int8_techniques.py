@@ -9,6 +9,7 @@ from graphs import fin, init, make, rand, small_convnet
 from onnx import helper, numpy_helper
 from optkit.passes.int8 import layer_inputs, ranges, rounding, sensitivity
 
+from optkit.graph.im2col import conv_patches
 from optkit.graph.index import GraphIndex
 from optkit.graph.numerics import run_ort, sqnr_db
 from optkit.pass_infra.calibration import from_python
@@ -39,7 +40,7 @@ def test_patches_times_weight_is_the_conv(c_in, c_out, kernel, group, strides, p
     expected = run_ort(model, {"x": x})["y"]
     node = model.graph.node[0]
     w = GraphIndex(model.graph).constant("w").reshape(group, c_out // group, -1)
-    cols = layer_inputs.conv_patches(x.astype(np.float64), node, kernel, group)
+    cols = conv_patches(x.astype(np.float64), node, kernel, group)
     got = np.einsum("gok,gkp->gop", w, cols).reshape(expected.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
@@ -48,7 +49,7 @@ def test_collect_sums_each_layers_input_moments():
     model = conv_net(3, 4, (3, 3), pads=(1, 1, 1, 1))
     feeds = [{"x": np.random.default_rng(s).standard_normal((1, 3, 11, 13)).astype(np.float32)} for s in range(3)]
     (layer,) = layer_inputs.collect(model, feeds)
-    cols = [layer_inputs.conv_patches(f["x"].astype(np.float64), layer.node, (3, 3), 1)[0] for f in feeds]
+    cols = [conv_patches(f["x"].astype(np.float64), layer.node, (3, 3), 1)[0] for f in feeds]
     expected = sum(c @ c.T for c in cols)
     np.testing.assert_allclose(layer.hessian[0], expected, rtol=1e-6)
     assert layer.count == sum(c.shape[1] for c in cols)

@@ -1,8 +1,8 @@
 """What each Conv and Gemm sees on the calibration data, reduced to what weight rounding needs: the
 second moment H = Σ x xᵀ of its input patches, one matrix per group (per channel for a depthwise Conv).
 
-The patches are the im2col columns of the layer's own input, in the order of the weight's flattened
-rows (in-channel, kernel row, kernel column), so that `w @ x` is the layer's output before bias."""
+The patches are the im2col columns of the layer's own input (optkit/graph/im2col.py), so that `w @ x` is
+the layer's output before bias."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from optkit.core.resources import bounded_ort_run
+from optkit.graph.im2col import conv_patches
 from optkit.graph.index import GraphIndex, attr
 from optkit.graph.numerics import ort_session, with_intermediate_outputs
 
@@ -35,22 +36,6 @@ def _weight_rows(node: onnx.NodeProto, w: np.ndarray) -> tuple[np.ndarray, int] 
         rows = w if attr(node, "transB", 0) else w.T
         return rows[None], 1
     return None
-
-
-def conv_patches(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, int], groups: int) -> np.ndarray:
-    """im2col of one NCHW sample: (groups, C/groups·kh·kw, OH·OW)."""
-    kh, kw = kernel
-    dh, dw = attr(node, "dilations", [1, 1])
-    sh, sw = attr(node, "strides", [1, 1])
-    pads = list(attr(node, "pads", [0, 0, 0, 0]))
-    if attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ValueError(f"Conv '{node.name}': auto_pad is not modelled")
-    x = np.pad(x[0], ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    windows = np.lib.stride_tricks.sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))
-    windows = windows[:, ::sh, ::sw, ::dh, ::dw]                  # (C, OH, OW, kh, kw)
-    c = windows.shape[0]
-    cols = windows.transpose(0, 3, 4, 1, 2).reshape(groups, (c // groups) * kh * kw, -1)
-    return cols
 
 
 def collect(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], op_types=("Conv", "Gemm")) -> list[Layer]:
