@@ -190,6 +190,12 @@ class QuantizeInt8(Pass):
                                             "with any character (tf2onnx names hold ';')"),
     }
 
+    def loss_remedy(self) -> str:
+        if self.config["mixed_sqnr_db"] <= 0:
+            return ("try quantize-int8{rounding=gptq,calibrator=mse,mixed_sqnr_db=30}, which keeps the few costliest "
+                    "activations and layers out of int8 (docs/int8.md)")
+        return "a larger mixed_conv_share lets more of the costliest layers leave int8 (docs/int8.md)"
+
     def _excluded(self) -> list[str]:
         names = self.config["exclude"]
         names = [n for n in (names.split(";") if isinstance(names, str) else names) if n]
@@ -202,6 +208,9 @@ class QuantizeInt8(Pass):
         return names
 
     def run(self, model, ctx: PassContext) -> PassResult:
+        if self.config["mixed_sqnr_db"] < 0 or not 0 <= self.config["mixed_conv_share"] <= 1:
+            raise OptionError("pass 'quantize-int8': mixed_sqnr_db must be >= 0 (dB) and mixed_conv_share within "
+                              "0..1 (a share of the Convs)")
         if ctx.calibration is None:
             raise OptionError("pass 'quantize-int8' needs calibration data: --calibration MODEL_NAME "
                               "or --calibration-data FILE.npz")

@@ -27,7 +27,8 @@ def test_passes_show_lists_options_defaults_and_help():
     assert code == 0 and "flops" in text and "lossy" in text
     code, text = invoke("passes", "show", "quantize-int8", "--json")
     info = json.loads(text)
-    assert info["options"]["calibrator"] == {"default": "minmax", "help": "minmax | percentile | entropy"}
+    assert info["options"]["calibrator"] == {"default": "minmax", "help": "minmax | percentile | entropy | mse (per tensor, "
+                                                                   "the range of least quantization error)"}
     assert not info["exact"] and "QDQ" in info["doc"]
     code, text = invoke("passes", "show", "nosuch")
     assert code == 2 and text.startswith("optkit: error: unknown pass 'nosuch'")

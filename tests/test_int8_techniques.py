@@ -214,3 +214,19 @@ def test_a_weight_switch_swaps_in_the_rounded_weight():
 def sqnr_db_inverse(reference, approx):
     """Noise power over signal power, the quantity tensor_noise reports."""
     return 10 ** (-sqnr_db(reference, approx) / 10)
+
+
+def test_bad_mixed_options_and_a_too_lossy_int8_name_the_fix():
+    from optkit.passes.quantize_int8 import QuantizeInt8
+
+    from optkit.core.errors import OptionError, PassFailedError
+
+    samples = [np.random.default_rng(0).uniform(-1, 1, (1, 3, 24, 32)).astype(np.float32)]
+    for spec in ("quantize-int8{mixed_conv_share=1.5}", "quantize-int8{mixed_sqnr_db=-3}"):
+        with pytest.raises(OptionError, match="mixed_conv_share within 0..1"):
+            PassManager(build_passes(spec)).run(small_convnet(), PassContext(calibration=from_python(samples)))
+
+    class Demanding(QuantizeInt8):          # a floor no int8 model meets, to see the failure a user sees
+        min_output_sqnr_db = 200.0
+    with pytest.raises(PassFailedError, match=r"below the 200 dB it guarantees; try quantize-int8\{rounding=gptq"):
+        PassManager([Demanding()]).run(small_convnet(), PassContext(calibration=from_python(samples)))

@@ -103,6 +103,10 @@ class Pass:
         """The SQNR floor the manager holds this (lossy) pass to; a pass may make it an option."""
         return self.min_output_sqnr_db
 
+    def loss_remedy(self) -> str:
+        """What to try when this lossy pass costs more than its floor ('' when there is nothing to suggest)."""
+        return ""
+
     def describe(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.config.items() if v != self.options[k].default)
         return f"{self.name}{{{opts}}}" if opts else self.name

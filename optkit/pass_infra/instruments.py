@@ -94,8 +94,9 @@ class NumericEquivalence(Instrument):
             if floor is None:
                 raise PassFailedError(pass_.name, "is lossy but declares no min_output_sqnr_db (the SQNR it guarantees)")
             if not record.output_sqnr_db >= floor:
+                remedy = pass_.loss_remedy()
                 raise PassFailedError(pass_.name, f"worst output SQNR {record.output_sqnr_db:.1f} dB against its input "
-                                                  f"is below the {floor:g} dB it guarantees")
+                                                  f"is below the {floor:g} dB it guarantees" + (f"; {remedy}" if remedy else ""))
             return
         # The pass may have fixed symbolic dims, so the inputs follow the result's (more specific) shapes.
         feeds = make_inputs(result.model, ctx.seed)
