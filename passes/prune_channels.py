@@ -6,7 +6,8 @@ scale when BNs are still there), uniformly per group, globally, or until a FLOP 
 Removing channels changes what the next convolution sees; with no retraining available, each consumer
 conv's weights are re-solved by ridge least squares so that, on calibration data, it reproduces its
 original output from the channels that are left (channel selection + reconstruction, as in He et al.
-2017, "Channel Pruning for Accelerating Very Deep Neural Networks").
+2017, "Channel Pruning for Accelerating Very Deep Neural Networks"). A Pad that appends zero channels for
+a residual loses the zeros whose partners were pruned.
 """
 
 from __future__ import annotations
@@ -79,21 +80,28 @@ def apply(model: onnx.ModelProto, deps: Dependencies, keep: dict[int, np.ndarray
                         if a.name == "group":
                             a.i = len(pos)
                 continue
-            gid = out_chs[0][0] if out_chs else None
-            out_keep = keep[gid] if gid in keep and name in deps.groups[gid].producers else None
+            out_pos = _positions(out_chs, keep) if out_chs else None
+            out_keep = out_pos if out_pos is not None and len(out_pos) < len(out_chs) else None
             if pruned_in and name in deps.consumers:
                 w = w[:, pos]
                 sliced[name] = (pos, out_keep)
             if out_keep is not None:
                 w = w[out_keep]
                 if len(node.input) > 2 and node.input[2]:
-                    put(node, 2, idx.constant(node.input[2])[keep[gid]], "pruned")
+                    put(node, 2, idx.constant(node.input[2])[out_keep], "pruned")
             if w.shape != idx.constant(node.input[1]).shape:
                 put(node, 1, w, "pruned")
         elif op == "Resize" and pruned_in and len(node.input) > 3 and node.input[3]:
             sizes = idx.constant(node.input[3]).copy()   # fixed output sizes include the channel count
             sizes[1] = len(pos)
             put(node, 3, sizes, "pruned")
+        elif op == "Pad" and name in deps.channel_pads:
+            out_chs = deps.channels[node.output[0]]
+            zeros = len(_positions(out_chs, keep)) - (len(pos) if pos is not None else len(in_chs))
+            pads = idx.constant(node.input[1]).copy()
+            if pads[len(pads) // 2 + 1] != zeros:
+                pads[len(pads) // 2 + 1] = zeros            # the zero channels left after pruning
+                put(node, 1, pads, "pruned")
         elif op == "ConvTranspose" and pruned_in:
             put(node, 1, idx.constant(node.input[1])[pos], "pruned")
         elif pruned_in and op == "BatchNormalization":

@@ -121,3 +121,52 @@ def test_bn_scale_criterion_ranks_by_gamma():
     np.testing.assert_allclose(channel_importance(model, deps, "bn")[gid], expected / expected.mean(), rtol=1e-6)
     l1 = channel_importance(model, deps, "l1")[gid]
     assert not np.allclose(l1, expected / expected.mean())
+
+
+def padded_residual_net(seed: int = 0) -> onnx.ModelProto:
+    """BlazePalm's stage change: a stream of 8 channels, max-pooled and padded with 8 zero channels, added to
+    a 16-channel branch. Channels 6, 7 (stream and branch) and 14, 15 (branch, against zeros) are dead:
+    zero filters and biases, so removing them is exact."""
+    rng = np.random.default_rng(seed)
+    w1, wp1, wd2, wp2 = rand(rng, 8, 3, 3, 3), rand(rng, 8, 8, 1, 1), rand(rng, 8, 1, 3, 3), rand(rng, 16, 8, 1, 1)
+    b1, bp1, bp2 = rand(rng, 8), rand(rng, 8), rand(rng, 16)
+    for w, b, dead in ((w1, b1, [6, 7]), (wp1, bp1, [6, 7]), (wp2, bp2, [6, 7, 14, 15])):
+        w[dead], b[dead] = 0, 0
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("PRelu", ["c1", "slope"], ["s1"], name="prelu1"),
+        helper.make_node("Conv", ["s1", "wd1"], ["d1"], name="dw1", pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Conv", ["d1", "wp1", "bp1"], ["p1"], name="pw1"),
+        helper.make_node("Add", ["p1", "s1"], ["a1"], name="add1"),
+        helper.make_node("Relu", ["a1"], ["s2"], name="relu1"),
+        helper.make_node("MaxPool", ["s2"], ["m2"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Pad", ["m2", "channel_pads"], ["z2"], name="channel_padding"),
+        helper.make_node("Conv", ["s2", "wd2"], ["d2"], name="dw2", pads=[1, 1, 1, 1], strides=[2, 2], group=8),
+        helper.make_node("Conv", ["d2", "wp2", "bp2"], ["p2"], name="pw2"),
+        helper.make_node("Add", ["p2", "z2"], ["a2"], name="add2"),
+        helper.make_node("Relu", ["a2"], ["s3"], name="relu2"),
+        helper.make_node("Conv", ["s3", "wh"], ["y"], name="head"),
+    ]
+    inits = [init("w1", w1), init("b1", b1), init("slope", np.full((8, 1, 1), 0.1, np.float32)),
+             init("wd1", rand(rng, 8, 1, 3, 3)), init("wp1", wp1), init("bp1", bp1), init("wd2", wd2),
+             init("wp2", wp2), init("bp2", bp2), init("channel_pads", np.array([0, 0, 0, 0, 0, 8, 0, 0], np.int64)),
+             init("wh", rand(rng, 4, 16, 1, 1))]
+    return make(nodes, [fin("x", [1, 3, 16, 16])], [fin("y", [1, 4, 8, 8])], inits)
+
+
+def test_channel_padding_couples_the_stream_with_half_the_branch_and_shrinks_with_it():
+    model = padded_residual_net()
+    deps = analyze(model)
+    prunable = {tuple(sorted(g.producers)): g for g in deps.prunable()}
+    # The branch's first 8 channels are the stream's (conv1, pw1); its last 8 meet only padding zeros.
+    assert sorted(g.size for g in prunable.values()) == [8, 8]
+    assert ("conv1", "pw1", "pw2") in prunable and ("pw2",) in prunable
+    assert deps.channel_pads == {"channel_padding"}
+    pruned, records = PassManager(build_passes("prune-channels{ratio=0.25,reconstruct=false,min-channels=2}")).run(
+        model, PassContext())
+    assert records[0].stats["channels_removed"] == 4
+    pads = next(numpy_helper.to_array(t) for t in pruned.graph.initializer
+                if t.name == next(n for n in pruned.graph.node if n.op_type == "Pad").input[1])
+    assert pads[5] == 6                                   # two of the eight zero channels went with their partners
+    x = make_inputs(model, seed=3)
+    np.testing.assert_allclose(run_ort(pruned, x)["y"], run_ort(model, x)["y"], rtol=1e-5, atol=1e-5)
