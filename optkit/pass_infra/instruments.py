@@ -31,6 +31,7 @@ class PassRecord:
     after: ModelStats | None = None
     max_abs_diff: float | None = None
     output_sqnr_db: float | None = None      # lossy passes: worst output's SQNR against the pass's input
+    remedy: str = ""                         # lossy passes: what to try when this costs too much
     seconds: float = 0.0
 
     def as_dict(self, with_timing: bool = False) -> dict[str, Any]:
@@ -207,8 +208,9 @@ def loss_message(record: PassRecord, min_sqnr_db: float) -> str:
 
 def lossy_warnings(records: list[PassRecord], min_sqnr_db: float = WARN_BELOW_SQNR_DB) -> list[str]:
     """One line per lossy pass that cost more than `min_sqnr_db` allows or fell short, naming the pass."""
-    return [f"pass '{r.spec}' costs more than allowed: {loss_message(r, min_sqnr_db)}"
-            if _below_floor(r, min_sqnr_db) else f"pass '{r.spec}' {loss_message(r, min_sqnr_db)}"
+    return [(f"pass '{r.spec}' costs more than allowed: {loss_message(r, min_sqnr_db)}"
+             + (f"; {r.remedy}" if r.remedy else "")) if _below_floor(r, min_sqnr_db)
+            else f"pass '{r.spec}' {loss_message(r, min_sqnr_db)}"
             for r in too_lossy(records, min_sqnr_db)]
 
 

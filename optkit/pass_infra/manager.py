@@ -23,7 +23,8 @@ class PassManager:
         current = copy_model(model)
         records: list[PassRecord] = []
         for index, pass_ in enumerate(self.passes):
-            record = PassRecord(index=index, name=pass_.name, spec=pass_.describe(), exact=pass_.exact)
+            record = PassRecord(index=index, name=pass_.name, spec=pass_.describe(), exact=pass_.exact,
+                                remedy="" if pass_.exact else pass_.loss_remedy())
             for inst in self.instruments:
                 inst.run_before_pass(pass_, current, ctx, record)
             try:
