@@ -97,7 +97,7 @@ def apply(model: onnx.ModelProto, deps: Dependencies, keep: dict[int, np.ndarray
             put(node, 3, sizes, "pruned")
         elif op == "Pad" and name in deps.channel_pads:
             out_chs = deps.channels[node.output[0]]
-            zeros = len(_positions(out_chs, keep)) - (len(pos) if pos is not None else len(in_chs))
+            zeros = len(_positions(out_chs, keep)) - len(pos)    # the Pad's output: its input, then zeros
             pads = idx.constant(node.input[1]).copy()
             if pads[len(pads) // 2 + 1] != zeros:
                 pads[len(pads) // 2 + 1] = zeros            # the zero channels left after pruning

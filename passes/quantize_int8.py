@@ -113,7 +113,7 @@ def _rounded_weights(model: onnx.ModelProto, feeds: list[dict], exclude: set[str
     per-channel int8 grid: to nearest, or by GPTQ against the layer's inputs on `feeds`."""
     index = GraphIndex(model.graph)
     weights = {}
-    for layer in layer_inputs.collect(model, feeds if mode == "gptq" else feeds[:1]):
+    for layer in layer_inputs.collect(model, feeds if mode == "gptq" else []):   # nearest needs no statistics
         name = layer.node.input[1]
         if layer.node.name in exclude or name not in index.initializers or index.uses(name) != 1:
             continue

@@ -23,6 +23,7 @@ class Layer:
     weight: np.ndarray          # (out, k) per group stacked: (groups, out/groups, k)
     groups: int
     hessian: np.ndarray         # (groups, k, k), float64, summed over samples
+    kernel: tuple[int, ...]     # a Conv's (kh, kw); () for a Gemm
     count: int = 0              # patch columns summed into the hessian
 
 
@@ -39,7 +40,8 @@ def _weight_rows(node: onnx.NodeProto, w: np.ndarray) -> tuple[np.ndarray, int] 
 
 
 def collect(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], op_types=("Conv", "Gemm")) -> list[Layer]:
-    """Every Conv/Gemm with a constant weight, with the second moment of its float inputs over `feeds`."""
+    """Every Conv/Gemm with a constant weight, with the second moment of its float inputs over `feeds` (no
+    feeds: the weights alone, nothing run)."""
     index = GraphIndex(model.graph)
     layers = []
     for node in model.graph.node:
@@ -51,17 +53,18 @@ def collect(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], op_types
             continue
         weight, groups = rows
         k = weight.shape[2]
-        layers.append(Layer(node, weight.astype(np.float64), groups, np.zeros((groups, k, k))))
+        layers.append(Layer(node, weight.astype(np.float64), groups, np.zeros((groups, k, k)), w.shape[2:]))
+    if not feeds:
+        return layers
     wanted = sorted({layer.node.input[0] for layer in layers})
     session = ort_session(with_intermediate_outputs(model, wanted))
-    computed = [name for name in wanted if name not in feeds[0]] if feeds else []
+    computed = [name for name in wanted if name not in feeds[0]]
     for sample in feeds:
         values = {**sample, **bounded_ort_run(session, sample, "calibration run", computed)}
         for layer in layers:
             x = values[layer.node.input[0]].astype(np.float64)
             if layer.node.op_type == "Conv":
-                kernel = index.constant(layer.node.input[1]).shape[2:]
-                cols = conv_patches(x, layer.node, kernel, layer.groups)
+                cols = conv_patches(x, layer.node, layer.kernel, layer.groups)
             else:
                 cols = x.reshape(-1, x.shape[-1]).T[None]
             layer.hessian += np.einsum("gip,gjp->gij", cols, cols, optimize=True)
