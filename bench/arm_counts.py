@@ -6,6 +6,11 @@ docs/arm-counts.json and docs/arm-counts.md. Counts are deterministic; they are 
     python bench/arm_counts.py                       # every model, cores A72 (rk3399) and A76 (snapdragon845)
     python bench/arm_counts.py --models parsing,pose --cores cortex-a53
     python bench/arm_counts.py --plot-only           # redraw docs/arm-counts.png from docs/arm-counts.json
+    python bench/arm_counts.py --anchors-from docs/arm-counts.json   # count optkit's builds only
+
+The anchors (onnxruntime, LiteRT) do not change with optkit's code, and counting them is most of the run on a
+2-core machine: `--anchors-from` takes their counts from an earlier run's JSON (the table says so) and
+re-counts only optkit's builds.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="counting processes at once (each is single-threaded)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "arm-counts"))
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from OUT.json")
+    parser.add_argument("--anchors-from", help="an earlier run's JSON: its onnxruntime and LiteRT counts are reused")
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads(Path(args.out + ".json").read_text()), Path(args.out + ".png"))
@@ -90,23 +96,29 @@ def main() -> int:
     chosen = models(args.models.split(",") if args.models else None)
     cores = args.cores.split(",")
     jobs = [j for m in chosen for core in cores for j in jobs_for(m, core, Path(args.work))]
+    earlier = json.loads(Path(args.anchors_from).read_text())["models"] if args.anchors_from else {}
+
+    def reused(job) -> dict | None:
+        name, core, label = job[:3]
+        return None if label.startswith("optkit") else earlier.get(name, {}).get(core, {}).get(label)
 
     def run(job):
         name, core, label, engine, path, inputs = job
         counts = count_inference(engine, path, inputs, core)
         print(f"{name:22s} {core:11s} {label:17s} {counts.instructions / 1e6:9.1f} M", flush=True)
-        return name, core, label, counts
+        return name, core, label, {"instructions": counts.instructions, "simd": counts.simd,
+                                   "dot_products": counts.dot_products, "spread": counts.spread}
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(run, jobs))
+        counted = {tuple(r[:3]): r[3] for r in pool.map(run, [j for j in jobs if reused(j) is None])}
     table: dict = {}
-    for name, core, label, counts in results:
-        table.setdefault(name, {}).setdefault(core, {})[label] = {
-            "instructions": counts.instructions, "simd": counts.simd, "dot_products": counts.dot_products,
-            "spread": counts.spread}
+    for job in jobs:                                 # the table in job order, counted or reused
+        name, core, label = job[:3]
+        table.setdefault(name, {}).setdefault(core, {})[label] = counted.get((name, core, label)) or reused(job)
     data = {"kind": "instructions per inference under qemu user mode, 1 thread (emulated counts, not times)",
             "cores": {c: CORE_TARGETS[c] for c in cores}, "models": table,
-            "budgets_ms": {m["name"]: m["budgets"] for m in chosen}}
+            "budgets_ms": {m["name"]: m["budgets"] for m in chosen},
+            "anchors_from": args.anchors_from and Path(args.anchors_from).name}
     Path(args.out + ".json").write_text(json.dumps(data, indent=2) + "\n")
     Path(args.out + ".md").write_text(markdown(data) + "\n")
     plot(data, Path(args.out + ".png"))
@@ -145,7 +157,9 @@ def plot(data: dict, path: Path) -> None:
 
 
 def markdown(data: dict) -> str:
-    lines = [f"Instructions per inference, millions ({data['kind']}). Produced by `python bench/arm_counts.py`.",
+    source = (f" onnxruntime and LiteRT counts reused from an earlier run ({data['anchors_from']}: "
+              "`--anchors-from`); optkit's re-counted." if data.get("anchors_from") else "")
+    lines = [f"Instructions per inference, millions ({data['kind']}). Produced by `python bench/arm_counts.py`.{source}",
              "Goal columns: the shipped build over the better onnxruntime (goal <= 0.8), and over optkit's own "
              "fp32 build (goal <= 0.6); for the real models optkit fp32 over LiteRT (goal <= 1.0).", "",
              "| model | core (target) | " + " | ".join(ENGINES) + " | shipped / best ORT | shipped / own fp32 "

@@ -64,3 +64,34 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
         # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
         assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
         assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
+
+
+def test_padded_rows_and_hwio_weights_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
+    """The NEON dense-convolution path, run as AArch64 code: rows padded to whole vectors then cropped (14-,
+    7- and 10-wide outputs, a stride-2 3x3 and a dilated 3x3 among them), HWIO weights, the 12-channel tile,
+    the weights held in registers (32+ input channels) and the input-channel loop unrolled by two (even and
+    odd channel counts), with a residual add and a clip in the epilogue."""
+    from graphs import fin, init, make, rand
+    from onnx import helper
+
+    rng = np.random.default_rng(11)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], name="pw14_36"),                 # 6 -> 36, 12-tile
+             helper.make_node("Clip", ["a", "lo", "hi"], ["a6"], name="relu6"),
+             helper.make_node("Conv", ["a6", "w2"], ["b"], name="pw14_24"),                     # 36 -> 24: registers
+             helper.make_node("Conv", ["x", "w3"], ["c"], name="d3x3", pads=[2, 2, 2, 2], dilations=[2, 2]),
+             helper.make_node("Add", ["b", "c"], ["r"], name="residual"),
+             helper.make_node("Conv", ["r", "w4"], ["s"], name="s2", pads=[1, 1, 1, 1], strides=[2, 2]),  # 7 wide
+             helper.make_node("Conv", ["s", "w5"], ["y"], name="pw7_odd")]                      # 33 -> 5 channels
+    model = make(nodes, [fin("x", [1, 6, 14, 14])], [fin("y", [1, 5, 7, 7])],
+                 [init("w1", rand(rng, 36, 6, 1, 1)), init("b1", rand(rng, 36)),
+                  init("lo", np.array(0, np.float32)), init("hi", np.array(6, np.float32)),
+                  init("w2", rand(rng, 24, 36, 1, 1)), init("w3", rand(rng, 24, 6, 3, 3)),
+                  init("w4", rand(rng, 33, 24, 3, 3)), init("w5", rand(rng, 5, 33, 1, 1))])
+    ten = make([helper.make_node("Conv", ["x", "w"], ["y"], name="pw10", pads=[0, 0, 0, 0])],
+               [fin("x", [1, 40, 3, 10])], [fin("y", [1, 12, 3, 10])], [init("w", rand(rng, 12, 40, 1, 1))])
+    for name, m, padded in (("net", model, 5), ("ten", ten, 1)):
+        built = compile_model(save(m, f"{name}.onnx"), get_target("rk3399"), tmp_path / name, validate="emulate")
+        assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
+        assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
+        assert built.manifest["padded_row_convolutions"] == padded
+        assert built.manifest["hwio_convolutions"] == padded

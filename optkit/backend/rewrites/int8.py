@@ -35,17 +35,13 @@ from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights
-from optkit.backend.rewrites.mutator import rewrite_calls, rewrite_functions
+from optkit.backend.rewrites.mutator import constant_value, rewrite_calls, rewrite_functions
 
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
 _MATMUL = tvm.ir.Op.get("relax.matmul")
 _PERMUTE = tvm.ir.Op.get("relax.permute_dims")
 _DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
 _QUANTIZE = tvm.ir.Op.get("relax.quantize")
-
-
-def _const(expr) -> np.ndarray | None:
-    return expr.value.numpy() if isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy") else None
 
 
 def _exact_in_float32(w_q: np.ndarray) -> bool:
@@ -131,7 +127,7 @@ class _IntegerConv(PyExprMutator):
         dq_w = self._dequantize_of(expr)
         if dq_w is None:
             return None
-        w_q, s_w, z_w = (_const(a) for a in dq_w.args)
+        w_q, s_w, z_w = (constant_value(a) for a in dq_w.args)
         if w_q is None or s_w is None or z_w is None or w_q.dtype != np.int8 or w_q.ndim != 2 or np.any(z_w != 0):
             return None
         columns = w_q.shape[0] if transposed else w_q.shape[1]
@@ -165,7 +161,7 @@ class _IntegerConv(PyExprMutator):
         if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
             return call
         x_q, scale_x, zero_point = x
-        w_q, s_w, z_w = (_const(a) for a in dq_w.args)
+        w_q, s_w, z_w = (constant_value(a) for a in dq_w.args)
         if w_q is None or s_w is None or z_w is None or w_q.dtype != np.int8 or np.any(z_w != 0):
             return call
         cout = w_q.shape[0]
@@ -211,7 +207,7 @@ def _quantize_times_inverse(x, *, inverse_scale: float, zero_point: int, out_dty
 
 def per_tensor_qparams(call) -> tuple[float, int] | None:
     """(scale, zero point) of a quantize or dequantize call whose scale and zero point are one constant each."""
-    scale, zero_point = _const(call.args[1]), _const(call.args[2])
+    scale, zero_point = constant_value(call.args[1]), constant_value(call.args[2])
     if scale is None or zero_point is None or scale.size != 1 or zero_point.size != 1:
         return None
     return float(np.float32(scale.reshape(-1)[0])), int(zero_point.reshape(-1)[0])

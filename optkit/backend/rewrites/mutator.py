@@ -1,11 +1,17 @@
-"""Running a Relax expression mutator over a whole module (the driver optkit's Relax rewrites share), and the
-simplest such rewrite: one call at a time."""
+"""Running a Relax expression mutator over a whole module (the driver optkit's Relax rewrites share), the
+simplest such rewrite (one call at a time), and reading a constant argument."""
 
 from __future__ import annotations
 
+import numpy as np
 import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
+
+
+def constant_value(expr) -> np.ndarray | None:
+    """The value of a Relax constant as a numpy array; None for anything else."""
+    return expr.value.numpy() if isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy") else None
 
 
 def rewrite_functions(rewriter, mod: tvm.IRModule) -> tvm.IRModule:
