@@ -77,7 +77,7 @@ def _register(kind: DotKind, llvm_intrinsic: str) -> None:
 
     @T.prim_func(s_tir=True)
     def description(A: T.Buffer((lanes, 4), data, offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-                    C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+                    C: T.Buffer((lanes,), "int32", offset_factor=1, scope="global")) -> None:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
             T.writes(C[0:lanes])
@@ -89,7 +89,7 @@ def _register(kind: DotKind, llvm_intrinsic: str) -> None:
 
     @T.prim_func(s_tir=True)
     def implementation(A: T.Buffer((lanes, 4), data, offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-                       C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local")) -> None:
+                       C: T.Buffer((lanes,), "int32", offset_factor=1, scope="global")) -> None:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:4])
             T.writes(C[0:lanes])
@@ -115,7 +115,7 @@ def _register_widening() -> None:
 
     @T.prim_func(s_tir=True)
     def implementation(A: T.Buffer((4, 4), "int8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-                       C: T.Buffer((4,), "int32", offset_factor=1, scope="local")) -> None:
+                       C: T.Buffer((4,), "int32", offset_factor=1, scope="global")) -> None:
         with T.sblock("root"):
             T.reads(C[0:4], A[0:4, 0:4], B[0:4])
             T.writes(C[0:4])

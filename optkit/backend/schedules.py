@@ -222,7 +222,7 @@ def schedule_matmul(sch, matmul, lanes: int, parallel: bool = True) -> None:
     j_tile = _matmul_columns(extent, lanes)
     j_o, j_i = sch.split(j, [None, j_tile])
     sch.reorder(*outer, j_o, k, j_i)
-    acc = sch.cache_write(matmul, 0, "local")
+    acc = sch.cache_write(matmul, 0, "global")
     sch.reverse_compute_at(acc, j_o, preserve_unit_loops=True)
     _epilogue_into_tile(sch, epilogue, j_o, {sch.get(matmul).name_hint, sch.get(acc).name_hint})
     sch.vectorize(sch.get_loops(acc)[-1])
@@ -388,7 +388,7 @@ def _neon_reduction(sch, conv, rc, ry, rx, channels: int):
     kernel = [_extent(sch, ry), _extent(sch, rx)]
     weights = _weights_read(sch, conv, channels, kernel)
     if weights is not None and _extent(sch, rc) >= 32:
-        cached = sch.cache_read(conv, weights, "local")
+        cached = sch.cache_read(conv, weights, "global")
         sch.compute_at(cached, rx)
         sch.vectorize(sch.get_loops(cached)[-1])
     if kernel == [1, 1] and _extent(sch, rc) % 2 == 0:
@@ -428,7 +428,7 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
     f_o, f_i = sch.split(f, [None, f_tile])
     x_o, x_i = sch.split(x, [None, x_tile])
     sch.reorder(n, f_o, *rows, x_o, rc, ry, rx, f_i, x_i)
-    acc = sch.cache_write(conv, 0, "local")
+    acc = sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
     _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
     sch.vectorize(sch.get_loops(acc)[-1])
@@ -470,7 +470,7 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     x_o, x_i = sch.split(x, [None, x_tile])
     x_v, x_l = sch.split(x_i, [None, pixels])
     sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
-    acc = sch.cache_write(conv, 0, "local")
+    acc = sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
     _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
     sch.vectorize(sch.get_loops(acc)[-1])
