@@ -69,7 +69,7 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
 def test_padded_rows_and_hwio_weights_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
     """The NEON dense-convolution path, run as AArch64 code: rows padded to whole vectors then cropped (14-,
     7- and 10-wide outputs, a stride-2 3x3 and a dilated 3x3 among them), HWIO weights, the 12-channel tile,
-    the weights held in registers (6, 24, 36 and 40 input channels) and the input-channel loop unrolled by two (even and
+    the weights held in registers (6 to 40 input channels) and the input-channel loop unrolled by two (even and
     odd channel counts), with a residual add and a clip in the epilogue."""
     from graphs import fin, init, make, rand
     from onnx import helper
