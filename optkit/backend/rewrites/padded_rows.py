@@ -46,4 +46,3 @@ def padded_rows(mod: tvm.IRModule, lanes: int) -> tuple[tvm.IRModule, int]:
     """Every float32 NCHW conv2d whose static output width is not a multiple of `lanes` (and at least one
     vector wide) computed on padded rows and cropped; returns the module and the count rewritten."""
     return rewrite_calls(mod, _CONV, lambda call, builder: _padded(call, builder, lanes))
-
