@@ -44,8 +44,8 @@ def test_reference_model_with_every_rule_matches_under_emulation(tmp_path, sysro
 
 def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
     """The NEON-only schedule choices, run as AArch64 code: rows no SIMD multiple divides (14, 7, a prime 23:
-    two registers, the last tile predicated) and depthwise planes wide enough that their padding copy is
-    written in 16-element vectors with a remainder (39 padded columns)."""
+    two registers, the last tile predicated), depthwise planes wide enough that their padding copy is
+    written in 16-element vectors with a remainder (39 padded columns), and depthwise rows in blocks."""
     from graphs import fin, init, make, rand
     from onnx import helper
 
@@ -59,7 +59,20 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
                 [fin("x", [1, 8, 5, 37])], [fin("y", [1, 8, 5, 37])], [init("wd", rand(rng, 8, 1, 3, 3))])
     prime = make([helper.make_node("Conv", ["x", "w"], ["y"], name="pw23")],
                  [fin("x", [1, 4, 3, 23])], [fin("y", [1, 6, 3, 23])], [init("w", rand(rng, 6, 4, 1, 1))])
-    for name, m in (("rows", model), ("wide", wide), ("prime", prime)):
+    # Depthwise rows computed in blocks of 4 (3x3 and 5x5, 8-wide rows) and 2 strided (5x5, stride 2), with a
+    # clip; a dilated 3x3 too.
+    blocks = make([helper.make_node("Conv", ["x", "k3"], ["a"], name="dw3", group=4, pads=[1, 1, 1, 1]),
+                   helper.make_node("Conv", ["a", "k5"], ["b"], name="dw5", group=4, pads=[2, 2, 2, 2]),
+                   helper.make_node("Clip", ["b", "lo", "hi"], ["b6"], name="relu6"),
+                   helper.make_node("Conv", ["b6", "k5s2"], ["c"], name="dw5s2", group=4, pads=[2, 2, 2, 2],
+                                    strides=[2, 2]),
+                   helper.make_node("Conv", ["c", "k3"], ["y"], name="dw3d2", group=4, pads=[2, 2, 2, 2],
+                                    dilations=[2, 2])],
+                  [fin("x", [1, 4, 16, 8])], [fin("y", [1, 4, 8, 4])],
+                  [init("k3", rand(rng, 4, 1, 3, 3)), init("k5", rand(rng, 4, 1, 5, 5)),
+                   init("k5s2", rand(rng, 4, 1, 5, 5)),
+                   init("lo", np.array(-0.5, np.float32)), init("hi", np.array(0.5, np.float32))])
+    for name, m in (("rows", model), ("wide", wide), ("prime", prime), ("blocks", blocks)):
         built = compile_model(save(m, f"{name}.onnx"), get_target("rk3399"), tmp_path / name, validate="emulate")
         # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
         assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"

@@ -110,6 +110,19 @@ def _row_tile(width: int, lanes: int) -> int:
     return near if near > 1 else lanes
 
 
+def _row_block(height: int, x_tile: int, kernel_rows: int, stride: int) -> int:
+    """Output rows a depthwise NEON tile computes together: neighbours share kernel_rows - stride input rows,
+    which LLVM then loads once. Up to 4 rows (2 when strided), while the tile's accumulators stay within 8
+    vectors; none when neighbours share under 2 rows. hand_landmark_lite on a Cortex-A72 model: 68.8 ->
+    67.4 M instructions (4 rows of a 3x3 stride-2 layer, sharing one, cost 3 % more)."""
+    if kernel_rows - stride < 2:
+        return 1
+    for rows in (4, 2) if stride == 1 else (2,):
+        if height % rows == 0 and rows * x_tile <= 8 * NEON_LANES:
+            return rows
+    return 1
+
+
 def _blocks(sch):
     return list(sch.get_child_blocks(sch.get_sblock("root")))
 
@@ -298,15 +311,16 @@ def _pointwise_on_short_rows(sch, conv, lanes: int) -> bool:
                for r in stmt.reads)
 
 
-def _column_stride(sch, conv, buffer) -> int:
-    """How far the convolution's read of `buffer` moves along its last axis per output column."""
+def _column_stride(sch, conv, buffer, axis: int = -1, loop: int = 3) -> int:
+    """How far the convolution's read of `buffer` moves along its last axis per output column (or along
+    `axis` per step of the conv's `loop`)."""
     from tvm.sym.pattern import detect_linear_equation
 
     stmt = sch.get(conv)
-    column = stmt.iter_vars[3].var
+    column = stmt.iter_vars[loop].var
     for read in stmt.reads:
         if read.source.same_as(buffer):
-            coefficients = detect_linear_equation(read.region[-1].min, [column])
+            coefficients = detect_linear_equation(read.region[axis].min, [column])
             return int(coefficients[0]) if len(coefficients) == 2 else 1
     return 1
 
@@ -444,7 +458,17 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
         x_tile *= 2       # few output channels (style's 16 -> 3 head): a wider row keeps 8+ vector accumulators
     f_o, f_i = sch.split(f, [None, f_tile])
     x_o, x_i = sch.split(x, [None, x_tile])
-    sch.reorder(n, f_o, *rows, x_o, rc, ry, rx, f_i, x_i)
+    row_pair = []
+    block = 1
+    if depthwise and lanes == NEON_LANES and rows and padding:
+        row_stride = _column_stride(sch, conv, sch.get(padding[0]).writes[0].source, axis=2, loop=2)
+        block = _row_block(_extent(sch, y), x_tile, _extent(sch, ry), row_stride)
+    if block > 1:
+        y, y_i = sch.split(y, [None, block])
+        rows, row_pair = [y], [y_i]
+    sch.reorder(n, f_o, *rows, x_o, rc, ry, rx, *row_pair, f_i, x_i)
+    for loop in row_pair:
+        sch.unroll(loop)
     acc = sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
     inside = {sch.get(conv).name_hint, sch.get(acc).name_hint}
