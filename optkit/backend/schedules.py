@@ -29,6 +29,7 @@ slow), and `schedule_module` reports how many functions each rule took.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -120,6 +121,8 @@ def _row_block(height: int, x_tile: int, kernel_rows: int, stride: int) -> int:
     for rows in (4, 2) if stride == 1 else (2,):
         if height % rows == 0 and rows * x_tile <= 8 * NEON_LANES:
             return rows
+    if height % 2 and height > 4 and 2 * x_tile <= 8 * NEON_LANES:
+        return 2
     return 1
 
 
@@ -381,6 +384,24 @@ def _inline_into_padding(sch, conv) -> None:
                 sch.compute_inline(producer)
 
 
+STACK_BYTES = 1024        # TVM 0.27 puts a constant-size buffer up to this on the stack, larger ones in the workspace pool
+PLANE_GROUP_BYTES = 16 * 1024
+
+
+def _planes_per_task(sch, padding, channels: int) -> int:
+    """Depthwise planes whose padding one iteration of the task loop computes together. A padded plane over
+    STACK_BYTES is allocated from the workspace pool for each iteration (an allocation, a free and two
+    thread-local lookups); grouping planes, up to PLANE_GROUP_BYTES of padding (in L1), allocates once per
+    group."""
+    if not padding:
+        return 1
+    shape = [int(d) for d in sch.get(padding[0]).writes[0].source.shape[2:]]
+    plane_bytes = 4 * math.prod(shape)
+    if plane_bytes <= STACK_BYTES:
+        return 1
+    return max(k for k in range(1, 17) if channels % k == 0 and k * plane_bytes <= max(PLANE_GROUP_BYTES, plane_bytes))
+
+
 def _pad_plane_row(sch, loop, lanes: int) -> None:
     """A row of a depthwise plane's padding copy: unrolled scalars when it is short (4x4 and 8x8 maps; LLVM's
     SLP vectorizer packs them), else on x86 one vector of the row's width: face's 256 x 8 x 8 layer 14.0 ->
@@ -485,6 +506,9 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
     if depthwise:
         # One channel plane per task: the plane's padding is computed there, while it is in cache.
         plane = sch.fuse(n, f_o)
+        group = _planes_per_task(sch, padding, channels) if lanes == NEON_LANES else 1
+        if group > 1:
+            plane, _ = sch.split(plane, [None, group])
         for pad in padding:
             sch.compute_at(pad, plane)
             if len(sch.get(pad).writes[0].source.shape) == 5:       # split into column phases

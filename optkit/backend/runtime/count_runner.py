@@ -29,11 +29,11 @@ def tvm_engine(model: str, inputs: list):
     os.environ["TVM_NUM_THREADS"] = "1"
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import tvm
-    from vm_runner import configure_threads, run_main
+    from vm_runner import configure_threads, main_on_numpy
 
     configure_threads(1)
-    module = tvm.runtime.load_module(model)
-    return lambda: run_main(module, inputs)
+    run = main_on_numpy(tvm.runtime.load_module(model))     # the VM made once, like the other engines' sessions
+    return lambda: run(inputs)
 
 
 def onnxruntime_engine(model: str, inputs: list):

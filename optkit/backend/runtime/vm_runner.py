@@ -18,13 +18,23 @@ def run_library(lib_path: str, inputs: list, threads: int = 0) -> list:
 
 def run_main(module, inputs: list) -> list:
     """`main` of a loaded library or a freshly built executable on numpy inputs; outputs as numpy arrays."""
+    return main_on_numpy(module)(inputs)
+
+
+def main_on_numpy(module):
+    """`main` of a loaded library in a Relax VM made once, as an application makes it: a call takes numpy
+    inputs and returns numpy outputs (both copied, as onnxruntime's `run` does)."""
     import numpy as np
     import tvm
     from tvm import relax
 
-    result = relax.VirtualMachine(module, tvm.cpu())["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x))
-                                                               for x in inputs])
-    return [np.asarray(r.numpy()) for r in flatten(result)]
+    main = relax.VirtualMachine(module, tvm.cpu())["main"]
+
+    def run(inputs: list) -> list:
+        result = main(*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
+        return [np.asarray(r.numpy()) for r in flatten(result)]
+
+    return run
 
 
 def load_fresh(lib_path: str):
