@@ -59,9 +59,9 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
                 [fin("x", [1, 8, 5, 37])], [fin("y", [1, 8, 5, 37])], [init("wd", rand(rng, 8, 1, 3, 3))])
     prime = make([helper.make_node("Conv", ["x", "w"], ["y"], name="pw23")],
                  [fin("x", [1, 4, 3, 23])], [fin("y", [1, 6, 3, 23])], [init("w", rand(rng, 6, 4, 1, 1))])
-    # Depthwise rows computed in blocks of 4 (3x3 and 5x5, 8-wide rows) and 2 strided (5x5, stride 2), with a
-    # clip; a dilated 3x3 too.
-    blocks = make([helper.make_node("Conv", ["x", "k3"], ["a"], name="dw3", group=4, pads=[1, 1, 1, 1]),
+    # Depthwise rows computed in blocks of 4 (3x3 with its sums started from the bias, and 5x5, 8-wide rows)
+    # and 2 strided (5x5, stride 2), with a clip; a dilated 3x3 too.
+    blocks = make([helper.make_node("Conv", ["x", "k3", "bias"], ["a"], name="dw3", group=4, pads=[1, 1, 1, 1]),
                    helper.make_node("Conv", ["a", "k5"], ["b"], name="dw5", group=4, pads=[2, 2, 2, 2]),
                    helper.make_node("Clip", ["b", "lo", "hi"], ["b6"], name="relu6"),
                    helper.make_node("Conv", ["b6", "k5s2"], ["c"], name="dw5s2", group=4, pads=[2, 2, 2, 2],
@@ -69,7 +69,7 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
                    helper.make_node("Conv", ["c", "k3"], ["y"], name="dw3d2", group=4, pads=[2, 2, 2, 2],
                                     dilations=[2, 2])],
                   [fin("x", [1, 4, 16, 8])], [fin("y", [1, 4, 8, 4])],
-                  [init("k3", rand(rng, 4, 1, 3, 3)), init("k5", rand(rng, 4, 1, 5, 5)),
+                  [init("k3", rand(rng, 4, 1, 3, 3)), init("bias", rand(rng, 4)), init("k5", rand(rng, 4, 1, 5, 5)),
                    init("k5s2", rand(rng, 4, 1, 5, 5)),
                    init("lo", np.array(-0.5, np.float32)), init("hi", np.array(0.5, np.float32))])
     for name, m in (("rows", model), ("wide", wide), ("prime", prime), ("blocks", blocks)):
@@ -77,13 +77,14 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
         # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
         assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
         assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
+        assert built.manifest["bias_initialized_convolutions"] == (name == "blocks")
 
 
 def test_padded_rows_and_hwio_weights_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
     """The NEON dense-convolution path, run as AArch64 code: rows padded to whole vectors then cropped (14-,
     7- and 10-wide outputs, a stride-2 3x3 and a dilated 3x3 among them), HWIO weights, the 12-channel tile,
     the weights held in registers (6 to 40 input channels) and the input-channel loop unrolled by two (even and
-    odd channel counts), with a residual add and a clip in the epilogue."""
+    odd channel counts), with a residual add and a clip in the epilogue, and a bias the sums start from."""
     from graphs import fin, init, make, rand
     from onnx import helper
 
@@ -108,3 +109,4 @@ def test_padded_rows_and_hwio_weights_match_onnxruntime_under_emulation(tmp_path
         assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
         assert built.manifest["padded_row_convolutions"] == padded
         assert built.manifest["hwio_convolutions"] == padded
+        assert built.manifest["bias_initialized_convolutions"] == (name == "net")    # pw14_36, cropped after

@@ -13,6 +13,7 @@ from optkit.backend.artifact import OPTIMIZED_ONNX, sha256_file, versions, write
 from optkit.backend.build import build, export
 from optkit.backend.dot_product import dot_product_kind, is_arm64
 from optkit.backend.importer import to_relax
+from optkit.backend.rewrites.bias_init import bias_in_accumulators
 from optkit.backend.rewrites.constant_clamps import constant_clamps
 from optkit.backend.rewrites.hwio_kernels import hwio_kernels
 from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
@@ -67,6 +68,7 @@ class Frontend:
     padded_row_convolutions: int      # float convs computed on rows padded to whole NEON vectors (Arm)
     hwio_convolutions: int            # float convs given HWIO weights (Arm)
     immediate_clamps: int             # Clip bounds made immediates (Arm)
+    bias_initialized_convolutions: int  # float convs whose sums start from their bias (Arm)
     notices: list[str]                # what optkit decided for the user (a dynamic batch dim fixed to 1)
 
 
@@ -100,14 +102,17 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     dot = dot_product_kind(tvm_target)
     # QDQ models: int8 x int8 -> int32 convs (on Arm, depthwise ones as exact float32 sums)
     mod, integer_convs, dot_convs = integer_convolutions(mod, dot, float_dense=is_arm64(tvm_target))
-    padded = hwio = clamps = 0
+    padded = hwio = clamps = biased = 0
     if is_arm64(tvm_target):     # code and data shaped for NEON (host builds keep their tuned functions' shape)
         mod, clamps = constant_clamps(mod)
         mod, padded = padded_rows(mod, NEON_LANES)
         mod, hwio = hwio_kernels(mod)
+        if not integer_convs:                       # float models: an int8 model's sums stay exact integers
+            mod, biased = bias_in_accumulators(mod)
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
     mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
-    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes, padded, hwio, clamps, notices)
+    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes, padded, hwio, clamps, biased,
+                    notices)
 
 
 def _tensor_list(specs) -> list[dict[str, Any]]:
@@ -168,6 +173,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "padded_row_convolutions": front.padded_row_convolutions,
             "hwio_convolutions": front.hwio_convolutions,
             "immediate_clamps": front.immediate_clamps,
+            "bias_initialized_convolutions": front.bias_initialized_convolutions,
             "validation": validation,
             **({"notices": front.notices} if front.notices else {}),
         }
