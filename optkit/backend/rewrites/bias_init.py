@@ -106,8 +106,8 @@ class _BiasRewriter(PyExprMutator):
         args = [conv.args[0], conv.args[1], bias]
         tensors = [te.placeholder(list(a.ty.shape), "float32", name=n) for a, n in zip(args, "xwb")]
         out = conv2d_nchw(*tensors[:2], strides=[int(s) for s in attrs.strides],
-                               padding=[int(p) for p in attrs.padding], dilation=[int(d) for d in attrs.dilation],
-                               groups=int(attrs.groups), kernel_layout=str(attrs.kernel_layout))
+                          padding=[int(p) for p in attrs.padding], dilation=[int(d) for d in attrs.dilation],
+                          groups=int(attrs.groups), kernel_layout=str(attrs.kernel_layout))
         # TVM 0.27's te.create_prim_func drops a reduction's `init`: the sums' start is set in the TIR itself.
         text = te.create_prim_func([*tensors, out]).script()
         zero = f"{out.op.name}[v_nn, v_ff, v_yy, v_xx] = T.float32(0.0)"
