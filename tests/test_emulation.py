@@ -72,12 +72,17 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
                   [init("k3", rand(rng, 4, 1, 3, 3)), init("bias", rand(rng, 4)), init("k5", rand(rng, 4, 1, 5, 5)),
                    init("k5s2", rand(rng, 4, 1, 5, 5)),
                    init("lo", np.array(-0.5, np.float32)), init("hi", np.array(0.5, np.float32))])
-    for name, m in (("rows", model), ("wide", wide), ("prime", prime), ("blocks", blocks)):
+    # A 2-group strided conv whose sums start from its bias, on rows padded from 6 to 8 columns and cropped.
+    grouped = make([helper.make_node("Conv", ["x", "wg", "bg"], ["y"], name="g2", group=2, pads=[1, 1, 1, 1],
+                                     strides=[2, 2])],
+                   [fin("x", [1, 8, 9, 11])], [fin("y", [1, 6, 5, 6])],
+                   [init("wg", rand(rng, 6, 4, 3, 3)), init("bg", rand(rng, 6))])
+    for name, m in (("rows", model), ("wide", wide), ("prime", prime), ("blocks", blocks), ("grouped", grouped)):
         built = compile_model(save(m, f"{name}.onnx"), get_target("rk3399"), tmp_path / name, validate="emulate")
         # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
         assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
         assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
-        assert built.manifest["bias_initialized_convolutions"] == (name == "blocks")
+        assert built.manifest["bias_initialized_convolutions"] == (name in ("blocks", "grouped"))
 
 
 def test_padded_rows_and_hwio_weights_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
