@@ -321,10 +321,10 @@ def _column_stride(sch, conv, buffer, axis: int = -1, loop: int = 3) -> int:
     from tvm.sym.pattern import detect_linear_equation
 
     stmt = sch.get(conv)
-    column = stmt.iter_vars[loop].var
+    step = stmt.iter_vars[loop].var
     for read in stmt.reads:
         if read.source.same_as(buffer):
-            coefficients = detect_linear_equation(read.region[axis].min, [column])
+            coefficients = detect_linear_equation(read.region[axis].min, [step])
             return int(coefficients[0]) if len(coefficients) == 2 else 1
     return 1
 
@@ -394,10 +394,13 @@ def _planes_per_task(sch, padding, channels: int) -> int:
     STACK_BYTES is allocated from the workspace pool for each iteration (an allocation, a free and two
     thread-local lookups); grouping planes, up to PLANE_GROUP_BYTES of padding (in L1), allocates once per
     group."""
+    import tvm
+
     if not padding:
         return 1
-    shape = [int(d) for d in sch.get(padding[0]).writes[0].source.shape[2:]]
-    plane_bytes = 4 * math.prod(shape)
+    buffer = sch.get(padding[0]).writes[0].source
+    element_bytes = tvm.runtime.DataType(str(buffer.dtype)).bits // 8
+    plane_bytes = element_bytes * math.prod(int(d) for d in buffer.shape[2:])
     if plane_bytes <= STACK_BYTES:
         return 1
     return max(k for k in range(1, 17) if channels % k == 0 and k * plane_bytes <= max(PLANE_GROUP_BYTES, plane_bytes))

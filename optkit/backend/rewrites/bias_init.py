@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 import tvm
-from tvm import relax, te, topi
+from tvm import relax, topi
 from tvm.relax.expr_functor import PyExprMutator, PyExprVisitor, mutator, visitor
 
 from optkit.backend.rewrites.mutator import constant_value, rewrite_functions
@@ -21,35 +21,6 @@ from optkit.backend.rewrites.mutator import constant_value, rewrite_functions
 _ADD = tvm.ir.Op.get("relax.add")
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
 _SLICE = tvm.ir.Op.get("relax.strided_slice")
-
-
-def conv2d_nchw(data, kernel, strides, padding, dilation, groups: int, kernel_layout: str):
-    """topi's NCHW conv2d as TE, with the same stage names, loops and reads (the CPU schedules rely on them)."""
-    _, channels, _, _ = (int(d) for d in data.shape)
-    if kernel_layout == "HWIO":
-        kh, kw, group_channels, filters = (int(d) for d in kernel.shape)
-        weight = lambda f, c, y, x: kernel[y, x, c, f]  # noqa: E731
-    else:
-        filters, group_channels, kh, kw = (int(d) for d in kernel.shape)
-        weight = lambda f, c, y, x: kernel[f, c, y, x]  # noqa: E731
-    (sh, sw), (dh, dw) = strides, dilation
-    top, left, bottom, right = padding
-    padded = topi.nn.pad(data, [0, 0, top, left], [0, 0, bottom, right], name="pad_temp")
-    height = (int(data.shape[2]) + top + bottom - (kh - 1) * dh - 1) // sh + 1
-    width = (int(data.shape[3]) + left + right - (kw - 1) * dw - 1) // sw + 1
-    rc = te.reduce_axis((0, group_channels), name="rc")
-    ry = te.reduce_axis((0, kh), name="ry")
-    rx = te.reduce_axis((0, kw), name="rx")
-
-    def compute(nn, ff, yy, xx):
-        channel = rc if groups == 1 else ff // (filters // groups) * (channels // groups) + rc
-        return te.sum(padded[nn, channel, yy * sh + ry * dh, xx * sw + rx * dw] * weight(ff, rc, ry, rx),
-                      axis=[rc, ry, rx])
-
-    name = "group_conv2d_nchw" if groups > 1 else "conv2d_nchw"
-    shape = [tvm.tirx.IntImm("int64", d) for d in (int(data.shape[0]), filters, height, width)]
-    return te.compute(shape, compute, name=name, tag=name,
-                      varargs_names=["nn", "ff", "yy", "xx"])
 
 
 def _ints(expr) -> list[int] | None:
@@ -100,22 +71,31 @@ class _BiasRewriter(PyExprMutator):
         return (conv, int(crop.ty.shape[3])) if conv is not None else None
 
     def _conv_call(self, conv, bias):
-        """A call of the conv, with the bias as a third input its sums start from; None where the function as
-        printed does not have the one zero initialisation this replaces."""
+        """A call of the conv, as TVM legalizes it (topi.nn.conv), with the bias as a third input its sums
+        start from; None where the function as printed does not have the one zero initialisation this
+        replaces."""
         attrs = conv.attrs
-        args = [conv.args[0], conv.args[1], bias]
-        tensors = [te.placeholder(list(a.ty.shape), "float32", name=n) for a, n in zip(args, "xwb")]
-        out = conv2d_nchw(*tensors[:2], strides=[int(s) for s in attrs.strides],
-                          padding=[int(p) for p in attrs.padding], dilation=[int(d) for d in attrs.dilation],
-                          groups=int(attrs.groups), kernel_layout=str(attrs.kernel_layout))
+
+        def conv_taking_bias(data, kernel, _bias):      # _bias: the sums' start, set in the TIR below
+            return topi.nn.conv(data, kernel, stride=[int(v) for v in attrs.strides],
+                                padding=[int(v) for v in attrs.padding], dilation=[int(v) for v in attrs.dilation],
+                                groups=int(attrs.groups), data_layout="NCHW", kernel_layout=str(attrs.kernel_layout))
+
+        call = self.builder_.call_te(conv_taking_bias, conv.args[0], conv.args[1], bias,
+                                     primfunc_name_hint="conv2d_from_bias")
+        gv = call.args[0]
+        func = self.builder_.get()[gv]
         # TVM 0.27's te.create_prim_func drops a reduction's `init`: the sums' start is set in the TIR itself.
-        text = te.create_prim_func([*tensors, out]).script()
-        zero = f"{out.op.name}[v_nn, v_ff, v_yy, v_xx] = T.float32(0.0)"
+        out, start = func.params[-1].name, func.params[2].name
+        text = func.script()
+        zero = f"{out}[v_nn, v_ff, v_yy, v_xx] = T.float32(0.0)"
+        from_bias = f"{out}[v_nn, v_ff, v_yy, v_xx] = {start}[v_ff]"
+        if text.count(from_bias) == 1 and zero not in text:
+            return call     # an identical conv was rewritten already: the builder shares the function
         if text.count(zero) != 1:
-            return None
-        func = tvm.script.from_source(text.replace(zero, f"{out.op.name}[v_nn, v_ff, v_yy, v_xx] = b[v_ff]"))
-        return relax.call_tir(self.builder_.add_func(func.without_attr("global_symbol"), "conv2d_from_bias"),
-                              args, out_ty=conv.ty)
+            return None     # (the function it added is unused, and DCE removes it)
+        self.builder_.update_func(gv, tvm.script.from_source(text.replace(zero, from_bias)).without_attr("global_symbol"))
+        return call
 
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
