@@ -5,7 +5,8 @@ output error on the calibration data is least (passes/int8/rounding.py). Activat
 or int8 (symmetric), ranges from calibration data with the MinMax, Percentile or Entropy calibrator, or
 per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py). Mixed precision
 (`mixed_sqnr_db`): the few activations that cost the outputs most stay 16-bit and the few such layers
-float (passes/int8/sensitivity.py).
+float (passes/int8/sensitivity.py). Bias correction (`bias_correction`): each layer's output mean is moved
+back to the float model's through its bias (passes/int8/bias_correction.py).
 Nodes named in `exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its
 output error.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-from optkit.passes.int8 import layer_inputs, ranges, rounding, sensitivity
+from optkit.passes.int8 import bias_correction, layer_inputs, ranges, rounding, sensitivity
 
 from optkit.core.errors import OptionError
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
@@ -98,6 +99,12 @@ def canonical_gemms(model: onnx.ModelProto) -> int:
     if rewritten:
         remove_unused_initializers(model.graph)
     return rewritten
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
 
 
 @dataclass
@@ -185,6 +192,8 @@ class QuantizeInt8(Pass):
                                                 "this (dB; 0 = all int8)"),
         "mixed_conv_share": PassOption(float, 0.1, "at most this share of the Convs may leave int8 (kept float, or "
                                                    "reading a 16-bit activation)"),
+        "bias_correction": PassOption(bool, False, "move each Conv/Gemm output's per-channel mean on the calibration "
+                                                   "data back to the float model's, through its bias"),
         "exclude": PassOption(str, "", "node names to keep in float, joined by ';' (from Python: a list of names)"),
         "exclude_file": PassOption(str, "", "a text file of node names to keep in float, one per line: names "
                                             "with any character (tf2onnx names hold ';')"),
@@ -223,6 +232,7 @@ class QuantizeInt8(Pass):
             raise OptionError(f"pass 'quantize-int8': exclude names unknown node(s) {', '.join(unknown)}")
         symmetric = self.config["activations"] == "int8"
         gemms = canonical_gemms(model)
+        reference = _copy(model) if self.config["bias_correction"] else None
         mixed_target, mode = self.config["mixed_sqnr_db"], self.config["rounding"]
         weights = _rounded_weights(model, feeds, set(exclude), mode) if mixed_target > 0 or mode == "gptq" else {}
         mixed = None
@@ -250,12 +260,14 @@ class QuantizeInt8(Pass):
                                    **({"TensorQuantOverrides": overrides} if overrides else {})},
                 )
             quantized = onnx.load(str(dst))
+        corrected = bias_correction.correct_biases(reference, quantized, feeds) if reference is not None else 0
         quantized.graph.name = model.graph.name
         q_nodes = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
         return PassResult(quantized, True, {"calibration_samples": len(feeds),
                                             "calibration_sha256": calibration.sha256, "quantize_nodes": q_nodes,
                                             "float_nodes_kept": len(exclude), "calibrator": self.config["calibrator"],
                                             "rounding": self.config["rounding"],
+                                            **({"bias_corrected_layers": corrected} if reference is not None else {}),
                                             **({"int16_activations": mixed.wide, "float_layers": mixed.float_layers,
                                                 "predicted_sqnr_db": round(mixed.predicted_sqnr_db, 1),
                                                 "convs_not_int8": mixed.convs_not_int8} if mixed else {}),

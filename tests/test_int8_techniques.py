@@ -254,3 +254,32 @@ def test_bad_mixed_options_and_a_too_lossy_int8_name_the_fix():
         min_output_sqnr_db = 200.0
     with pytest.raises(PassFailedError, match=r"below the 200 dB it guarantees; try quantize-int8\{rounding=gptq"):
         PassManager([Demanding()]).run(small_convnet(), PassContext(calibration=from_python(samples)))
+
+
+def _layer_means(model, feeds, tensors):
+    from optkit.graph.numerics import ort_session, with_intermediate_outputs
+    session = ort_session(with_intermediate_outputs(model, tensors))
+    runs = [dict(zip([o.name for o in session.get_outputs()], session.run(None, f))) for f in feeds]
+    return {t: np.mean([r[t].mean(axis=(0, 2, 3)) for r in runs], axis=0) for t in tensors}
+
+
+def test_bias_correction_moves_each_layers_output_mean_back_to_the_float_models():
+    model, _ = PassManager(build_passes("mobile")).run(small_convnet())
+    rng = np.random.default_rng(0)
+    samples = [rng.uniform(-1, 1, (1, 3, 24, 32)).astype(np.float32) for _ in range(8)]
+    feeds = [{"x": s} for s in samples]
+    float_out = {n.name: n.output[0] for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2}
+    means = {}
+    for corrected in (False, True):
+        q, records = PassManager(build_passes(f"quantize-int8{{bias_correction={str(corrected).lower()}}}")).run(
+            model, PassContext(calibration=from_python(samples)))
+        assert records[0].stats.get("bias_corrected_layers") == (len(float_out) if corrected else None)
+        # The quantized Conv's output is its pre-activation sum (the quantizer names it after a folded Relu).
+        q_out = {n.name: n.output[0] for n in q.graph.node if n.name in float_out}
+        got = _layer_means(q, feeds, list(q_out.values()))
+        means[corrected] = {name: got[q_out[name]] for name in float_out}
+    expected = _layer_means(model, feeds, list(float_out.values()))
+    for name, tensor in float_out.items():
+        before = np.abs(means[False][name] - expected[tensor]).max()
+        after = np.abs(means[True][name] - expected[tensor]).max()
+        assert after < 1e-3 and after < 0.2 * before, (name, before, after)
