@@ -127,11 +127,14 @@ def test_arm_int8_builds_match_onnxruntime_qdq_under_emulation(quantized, tmp_pa
     q, path = quantized
     result = compile_model(path, get_target(target), tmp_path / "sd845", passes="", validate="emulate")
     assert result.manifest["dot_product_convolutions"] == 3
+    assert result.manifest["schedules"]["functions"].get("dot", 0) == 3          # tensorized, no fallback
     assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
     disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "sd845" / "model.so")],
                                  capture_output=True, text=True, check=True).stdout
     mnemonics = {line.split("\t")[2].split()[0] for line in disassembly.splitlines() if line.count("\t") >= 2}
     assert instruction in mnemonics and ("sdot" in mnemonics) == (instruction == "sdot")
+    if instruction == "sdot":       # 8 channels' weights loaded as vectors, each sdot reading its lane
+        assert any("sdot" in line and ".4b[" in line for line in disassembly.splitlines())
     out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     x = np.random.default_rng(20).standard_normal((1, 3, 17, 23)).astype(np.float32)
     got = run_artifact(tmp_path / "sd845", {"x": x}, emulate=True).outputs["y"]

@@ -543,7 +543,10 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     f_o, f_i = sch.split(f, [None, PIXELS])
     x_o, x_i = sch.split(x, [None, x_tile])
     x_v, x_l = sch.split(x_i, [None, pixels])
-    sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
+    if kind.channels > 1:          # the instruction covers the tile's channels (x_v outside)
+        sch.reorder(n, f_o, y, x_o, rc, ry, rx, x_v, f_i, x_l, rk)
+    else:
+        sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
     acc = sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
     _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
@@ -553,11 +556,13 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
         sch.parallel(tasks)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.unroll(f_i)
     sch.unroll(x_v)
     if tensorize:
-        sch.tensorize(x_l, kind.intrin)
+        sch.tensorize(f_i if kind.channels > 1 else x_l, kind.intrin)
+        if kind.channels == 1:
+            sch.unroll(f_i)
     else:
+        sch.unroll(f_i)
         sch.unroll(x_l)
     # The packing interleaves 4 channel rows: written as unrolled scalars, LLVM's SLP vectorizer turns
     # pixels x 4 channels into loads and shuffles (pose's 24 x 160 x 160 input: 0.25 -> 0.03 ms; a
