@@ -37,8 +37,11 @@ RECIPES = {
     "mixed": "mixed_sqnr_db=30",
     "mse + mixed": "calibrator=mse,mixed_sqnr_db=30",
     "gptq + mse + mixed": "rounding=gptq,calibrator=mse,mixed_sqnr_db=30",
+    "bias correction": "bias_correction=true",
+    "gptq + mse + bias correction": "rounding=gptq,calibrator=mse,bias_correction=true",
+    "gptq + mse + mixed + bias correction": "rounding=gptq,calibrator=mse,mixed_sqnr_db=30,bias_correction=true",
 }
-BUILT = "gptq + mse + mixed"      # also compiled for the host with TVM and scored as built
+BUILT = "gptq + mse + mixed + bias correction"      # also compiled for the host with TVM and scored as built
 
 
 def hand_image(rng: np.random.Generator, size: int = 256) -> Image.Image:
