@@ -130,8 +130,9 @@ def _sdot_row(A, B, C, channel: int):
 
 def _register_sdot() -> None:
     """Arm's dot product on 8 output channels x 4 pixels x 4 input channels (C: channels x 1 row x pixels of the
-    NCHW accumulator): one `sdot` per channel, its
-    weights a lane of the 32 bytes the 8 channels' weights take side by side (pack_weights' layout)."""
+    NCHW accumulator): one `sdot` per channel, its weights a lane of the 32 bytes the 8 channels' weights take
+    side by side (pack_weights' layout). The description and the implementation declare the same buffers, as
+    TVMScript requires."""
 
     @T.prim_func(s_tir=True)
     def description(a: T.handle, b: T.handle, c: T.handle) -> None:
