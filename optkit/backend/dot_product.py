@@ -10,8 +10,8 @@ four input channels of a pixel side by side in memory, in the data type the inst
     data[n, c/4, y, phase, x/s, c%4]  u8/s8   the input repacked once per call (phases as in the
                                               fp32 rule: a stride-s row split into s contiguous phases);
                                               padding and missing channels hold the zero point
-    weights[f/8, c/4, ky, kx, f%8, c%4]  int8 packed at compile time, output channels padded to 8; the
-                                              8 channels of a register tile side by side (32 bytes)
+    weights[f, c/4, ky, kx, c%4]      int8    packed at compile time, output channels padded to 8 (sdot:
+                                              [f/8, c/4, ky, kx, f%8, c%4], a tile's 8 channels side by side)
     acc[n, f, y, x] = sum data * weights - z_x * sum_c,ky,kx weights[f]   (int32, exact)
 
 The lanes of one instruction are neighbouring output pixels of one output channel (8 for VNNI, 4 for sdot),
@@ -228,14 +228,17 @@ def kind_of_block(name: str) -> DotKind | None:
     return next((k for k in KINDS if name.startswith(k.block)), None)
 
 
-def pack_weights(w_q: np.ndarray, zero_point: int) -> tuple[np.ndarray, np.ndarray]:
-    """(weights [F8/8, C/4, KH, KW, 8, 4] int8, correction [F8] int32) from OIHW int8 weights and the data's zero
-    point (in the data type the instruction takes)."""
+def pack_weights(w_q: np.ndarray, zero_point: int, kind: DotKind) -> tuple[np.ndarray, np.ndarray]:
+    """(weights [F8, C/4, KH, KW, 4] int8, or [F8/8, C/4, KH, KW, 8, 4] for a kind that takes 8 channels per
+    call; correction [F8] int32) from OIHW int8 weights and the data's zero point (in the data type the
+    instruction takes). The other kinds keep the first layout: the host's shipped tuning records are for it."""
     f, c, kh, kw = w_q.shape
     f8, c4 = -(-f // PIXELS) * PIXELS, -(-c // GROUP)
     padded = np.zeros((f8, c4 * GROUP, kh, kw), np.int8)
     padded[:f, :c] = w_q
-    packed = np.ascontiguousarray(padded.reshape(f8 // PIXELS, PIXELS, c4, GROUP, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+    grouped = padded.reshape(f8 // PIXELS, PIXELS, c4, GROUP, kh, kw)
+    packed = np.ascontiguousarray(grouped.transpose(0, 2, 4, 5, 1, 3) if kind.channels > 1
+                                  else grouped.reshape(f8, c4, GROUP, kh, kw).transpose(0, 1, 3, 4, 2))
     correction = (zero_point * padded.astype(np.int64).sum(axis=(1, 2, 3))).astype(np.int32)
     return packed, correction
 
@@ -247,7 +250,17 @@ def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, str
     point in that type."""
     kind = next(k for k in KINDS if k.name == kind)
     n, c, h, w = (int(d) for d in x.shape)
-    f_blocks, c4, kh, kw, _, _ = (int(d) for d in weights.shape)
+    if kind.channels > 1:
+        f_blocks, c4, kh, kw, _, _ = (int(d) for d in weights.shape)
+        f8 = f_blocks * PIXELS
+
+        def weight(ff, rc, ry, rx, rk):
+            return weights[ff // PIXELS, rc, ry, rx, ff % PIXELS, rk]
+    else:
+        f8, c4, kh, kw, _ = (int(d) for d in weights.shape)
+
+        def weight(ff, rc, ry, rx, rk):
+            return weights[ff, rc, ry, rx, rk]
     (sy, sx), (dy, dx) = strides, dilation
     top, left, bottom, right = padding
     out_h = (h + top + bottom - (kh - 1) * dy - 1) // sy + 1
@@ -266,8 +279,8 @@ def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, str
 
     data = te.compute((n, c4, h + top + bottom, sx, phase_w, GROUP), packed, name=kind.pack_block)
     rc, ry, rx, rk = (te.reduce_axis((0, e), name) for e, name in ((c4, "rc"), (kh, "ry"), (kw, "rx"), (GROUP, "rk")))
-    acc = te.compute((n, f_blocks * PIXELS, out_h, padded_w), lambda nn, ff, yy, xx: te.sum(
+    acc = te.compute((n, f8, out_h, padded_w), lambda nn, ff, yy, xx: te.sum(
         data[nn, rc, yy * sy + ry * dy, (rx * dx) % sx, xx + (rx * dx) // sx, rk].astype("int32")
-        * weights[ff // PIXELS, rc, ry, rx, ff % PIXELS, rk].astype("int32"), axis=[rc, ry, rx, rk]), name=kind.block)
+        * weight(ff, rc, ry, rx, rk).astype("int32"), axis=[rc, ry, rx, rk]), name=kind.block)
     return te.compute((n, out_channels, out_h, out_w),
                       lambda nn, ff, yy, xx: acc[nn, ff, yy, xx] - correction[ff], name="subtract_zero_point")

@@ -108,7 +108,7 @@ class _IntegerConv(PyExprMutator):
         kind = self.dot_product
         data = str(x_q.ty.dtype)
         shift = 0 if data == kind.data_dtype else (128 if data == "int8" else -128)
-        weights, correction = pack_weights(w_q, zero_point + shift)
+        weights, correction = pack_weights(w_q, zero_point + shift, kind)
         self.on_dot_product += 1
         return self.builder_.emit(self.builder_.call_te(
             dot_product_conv, x_q, relax.const(weights), relax.const(correction), zero_point=zero_point + shift,
