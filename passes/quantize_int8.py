@@ -27,7 +27,7 @@ from optkit.passes.int8 import bias_correction, layer_inputs, ranges, rounding, 
 from optkit.core.errors import OptionError
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
 from optkit.pass_infra.calibration import calibration_set
-from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult, choice
+from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult, choice, copy_model
 
 CALIBRATORS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}
@@ -99,12 +99,6 @@ def canonical_gemms(model: onnx.ModelProto) -> int:
     if rewritten:
         remove_unused_initializers(model.graph)
     return rewritten
-
-
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    return out
 
 
 @dataclass
@@ -232,7 +226,7 @@ class QuantizeInt8(Pass):
             raise OptionError(f"pass 'quantize-int8': exclude names unknown node(s) {', '.join(unknown)}")
         symmetric = self.config["activations"] == "int8"
         gemms = canonical_gemms(model)
-        reference = _copy(model) if self.config["bias_correction"] else None
+        reference = copy_model(model) if self.config["bias_correction"] else None
         mixed_target, mode = self.config["mixed_sqnr_db"], self.config["rounding"]
         weights = _rounded_weights(model, feeds, set(exclude), mode) if mixed_target > 0 or mode == "gptq" else {}
         mixed = None

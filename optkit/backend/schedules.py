@@ -563,12 +563,11 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(x_v)
+    if not (tensorize and kind.channels > 1):      # else f_i is the instruction's own loop
+        sch.unroll(f_i)
     if tensorize:
         sch.tensorize(f_i if kind.channels > 1 else x_l, kind.intrin)
-        if kind.channels == 1:
-            sch.unroll(f_i)
     else:
-        sch.unroll(f_i)
         sch.unroll(x_l)
     # The packing interleaves 4 channel rows: written as unrolled scalars, LLVM's SLP vectorizer turns
     # pixels x 4 channels into loads and shuffles (pose's 24 x 160 x 160 input: 0.25 -> 0.03 ms; a

@@ -41,19 +41,15 @@ def _biases(quantized: onnx.ModelProto, float_names: set[str]) -> list[_Bias]:
     for node in quantized.graph.node:
         if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or not node.input[2] or node.name not in float_names:
             continue
-        name, step = node.input[2], None
+        name, step, dtype = node.input[2], None, onnx.TensorProto.FLOAT
         producer = index.producer.get(name)
-        if producer is not None and producer.op_type == "DequantizeLinear":
-            name, scale = producer.input[0], index.constant(producer.input[1])
+        if producer is not None and producer.op_type == "DequantizeLinear":     # int32, one step = its scale
+            scale = index.constant(producer.input[1])
             zero = index.constant(producer.input[2]) if len(producer.input) > 2 and producer.input[2] else None
-            if index.initializers.get(name) is None or scale is None or (zero is not None and np.any(zero != 0)):
+            if scale is None or (zero is not None and np.any(zero != 0)) or index.uses(producer.output[0]) != 1:
                 continue
-            step = scale.astype(np.float64).reshape(-1)
-            if index.initializers[name].data_type != onnx.TensorProto.INT32 or index.uses(producer.output[0]) != 1:
-                continue
-        elif name not in index.initializers or index.initializers[name].data_type != onnx.TensorProto.FLOAT:
-            continue
-        if index.uses(name) == 1:
+            name, step, dtype = producer.input[0], scale.astype(np.float64).reshape(-1), onnx.TensorProto.INT32
+        if name in index.initializers and index.initializers[name].data_type == dtype and index.uses(name) == 1:
             found.append(_Bias(node, name, step))
     return found
 
