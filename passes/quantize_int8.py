@@ -6,8 +6,9 @@ or int8 (symmetric), ranges from calibration data with the MinMax, Percentile or
 per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py). Mixed precision
 (`mixed_sqnr_db`): the few activations that cost the outputs most stay 16-bit and the few such layers
 float (passes/int8/sensitivity.py). Bias correction (`bias_correction`): each layer's output mean is moved
-back to the float model's through its bias (passes/int8/bias_correction.py).
-Nodes named in `exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its
+back to the float model's through its bias (passes/int8/bias_correction.py). A Concat's output takes the
+grid of an input that covers its range, when at most 10 % coarser, so the build copies that input's bytes
+(passes/int8/concat_grids.py). Nodes named in `exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its
 output error.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-from optkit.passes.int8 import bias_correction, layer_inputs, ranges, rounding, sensitivity
+from optkit.passes.int8 import bias_correction, concat_grids, layer_inputs, ranges, rounding, sensitivity
 
 from optkit.core.errors import OptionError
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
@@ -254,6 +255,7 @@ class QuantizeInt8(Pass):
                                    **({"TensorQuantOverrides": overrides} if overrides else {})},
                 )
             quantized = onnx.load(str(dst))
+        shared_grids = concat_grids.share_concat_grids(quantized)
         corrected = bias_correction.correct_biases(reference, quantized, feeds) if reference is not None else 0
         quantized.graph.name = model.graph.name
         q_nodes = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
@@ -261,6 +263,7 @@ class QuantizeInt8(Pass):
                                             "calibration_sha256": calibration.sha256, "quantize_nodes": q_nodes,
                                             "float_nodes_kept": len(exclude), "calibrator": self.config["calibrator"],
                                             "rounding": self.config["rounding"],
+                                            "concats_on_an_input_grid": shared_grids,
                                             **({"bias_corrected_layers": corrected} if reference is not None else {}),
                                             **({"int16_activations": mixed.wide, "float_layers": mixed.float_layers,
                                                 "predicted_sqnr_db": round(mixed.predicted_sqnr_db, 1),

@@ -283,3 +283,22 @@ def test_bias_correction_moves_each_layers_output_mean_back_to_the_float_models(
         before = np.abs(means[False][name] - expected[tensor]).max()
         after = np.abs(means[True][name] - expected[tensor]).max()
         assert after < 1e-3 and after < 0.2 * before, (name, before, after)
+
+
+@pytest.mark.parametrize("out_grid, shared", [((0.0475, 3), (0.05, 3)),      # input a covers it, 5 % coarser
+                                              ((0.04, 3), None),             # a would be 25 % coarser
+                                              ((0.0499, 0), None)])          # a's grid ends at 12.6, below 0.0499·255
+def test_a_concat_takes_an_input_grid_that_covers_it_when_at_most_10_percent_coarser(out_grid, shared):
+    from test_int8_tvm import qdq_concat_model
+
+    from optkit.graph.index import GraphIndex
+    from optkit.passes.int8.concat_grids import share_concat_grids
+
+    model = qdq_concat_model(out_grid)
+    assert share_concat_grids(model) == (shared is not None)
+    index = GraphIndex(model.graph)
+    for node in model.graph.node:
+        if "qc" in (*node.input, *node.output):          # the Concat's quantize and its dequantize alike
+            scale, zero = index.constant(node.input[1]), index.constant(node.input[2])
+            assert (float(scale), int(zero)) == pytest.approx(shared or out_grid)
+    onnx.checker.check_model(model)

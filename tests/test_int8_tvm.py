@@ -240,3 +240,36 @@ def test_arm_int8_residual_and_grouped_layers_match_onnxruntime_under_emulation(
     got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
     steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
     assert steps.max() <= 1.0 + 1e-3, steps.max()
+
+
+def qdq_concat_model(out_grid: tuple[float, int]) -> onnx.ModelProto:
+    """Two uint8 tensors (grids 0.05/3 and 0.02/0) concatenated on channels and quantized on `out_grid`."""
+    u8 = lambda name, v: numpy_helper.from_array(np.array(v, np.uint8), name)    # noqa: E731
+    nodes = [helper.make_node("QuantizeLinear", ["a", "sa", "za"], ["qa"]),
+             helper.make_node("DequantizeLinear", ["qa", "sa", "za"], ["da"]),
+             helper.make_node("QuantizeLinear", ["b", "sb", "zb"], ["qb"]),
+             helper.make_node("DequantizeLinear", ["qb", "sb", "zb"], ["db"]),
+             helper.make_node("Concat", ["da", "db"], ["c"], axis=1),
+             helper.make_node("QuantizeLinear", ["c", "sc", "zc"], ["qc"]),
+             helper.make_node("DequantizeLinear", ["qc", "sc", "zc"], ["y"])]
+    return make(nodes, [fin("a", [1, 5, 7, 9]), fin("b", [1, 3, 7, 9])], [fin("y", [1, 8, 7, 9])],
+                [init("sa", np.array(0.05, np.float32)), u8("za", 3), init("sb", np.array(0.02, np.float32)), u8("zb", 0),
+                 init("sc", np.array(out_grid[0], np.float32)), u8("zc", out_grid[1])])
+
+
+@pytest.mark.parametrize("out_grid, copied", [((0.05, 3), 1), ((0.045, 10), 0)])
+def test_quantized_concat_copies_inputs_on_the_output_grid_and_matches_onnxruntime(out_grid, copied, save, tmp_path):
+    """The concatenation runs on the integers: an input on the output's own grid is copied byte for byte,
+    the other requantized; the build equals onnxruntime's float round trip exactly, saturation included."""
+    from optkit.backend.rewrites.quantized_concat import quantized_concats
+
+    model = qdq_concat_model(out_grid)
+    path = save(model, "concat.onnx")
+    mod, rewritten, got_copied = quantized_concats(to_relax(model, "concat.onnx"))
+    assert (rewritten, got_copied) == (1, copied)
+    assert [line for line in mod.script().splitlines() if "R.concat(" in line][0].count('dtype="uint8"') == 1
+    result = compile_model(path, get_target("host"), tmp_path / "c", passes="")
+    assert result.manifest["integer_concatenations"] == 1
+    rng = np.random.default_rng(4)
+    feeds = {"a": rng.uniform(-1, 14, (1, 5, 7, 9)).astype(np.float32), "b": rng.uniform(-1, 6, (1, 3, 7, 9)).astype(np.float32)}
+    np.testing.assert_array_equal(run_artifact(tmp_path / "c", feeds).outputs["y"], run_ort(model, feeds)["y"])

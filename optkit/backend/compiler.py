@@ -18,6 +18,7 @@ from optkit.backend.rewrites.constant_clamps import constant_clamps
 from optkit.backend.rewrites.hwio_kernels import hwio_kernels
 from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
 from optkit.backend.rewrites.padded_rows import padded_rows
+from optkit.backend.rewrites.quantized_concat import quantized_concats
 from optkit.backend.rewrites.resize import separable_resizes
 from optkit.backend.rewrites.take import clipped_takes
 from optkit.backend.schedules import NEON_LANES
@@ -65,6 +66,7 @@ class Frontend:
     integer_convolutions: int
     dot_product_convolutions: int     # of those, on the CPU's int8 dot-product instruction (backend/dot_product.py)
     separable_resizes: int
+    integer_concatenations: int       # QDQ concatenations done on the integers
     padded_row_convolutions: int      # float convs computed on rows padded to whole NEON vectors (Arm)
     hwio_convolutions: int            # float convs given HWIO weights (Arm)
     immediate_clamps: int             # Clip bounds made immediates (Arm)
@@ -110,8 +112,9 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
         if not integer_convs:                       # float models: an int8 model's sums stay exact integers
             mod, biased = bias_in_accumulators(mod)
     mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
+    mod, concats, _ = quantized_concats(mod)        # QDQ concatenations copy integers instead of round-tripping floats
     mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
-    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes, padded, hwio, clamps, biased,
+    return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes, concats, padded, hwio, clamps, biased,
                     notices)
 
 
@@ -170,6 +173,7 @@ def compile_model(model_path: str | os.PathLike, target: Target, out_dir: str | 
             "integer_convolutions": front.integer_convolutions,
             "dot_product_convolutions": front.dot_product_convolutions,
             "separable_resizes": front.separable_resizes,
+            "integer_concatenations": front.integer_concatenations,
             "padded_row_convolutions": front.padded_row_convolutions,
             "hwio_convolutions": front.hwio_convolutions,
             "immediate_clamps": front.immediate_clamps,

@@ -1,0 +1,81 @@
+"""Concatenations of quantized tensors done on the integers.
+
+In a QDQ model a Concat reads DequantizeLinear outputs and a QuantizeLinear requantizes its result, so
+every element is turned into float32, copied, and quantized back: parsing's two skip concatenations were
+4.8 M of its 78.6 M instructions on a Cortex-A76. Concatenation only moves data, so element for element
+
+    quantize(concat(dequantize(q_i, s_i, z_i)), s, z)  ==  concat(quantize(dequantize(q_i, s_i, z_i), s, z))
+
+and where an input's scale and zero point are the output's own, quantize(dequantize(q_i)) is q_i: (q - z)·s
+times the float32 reciprocal of s lies within a few ulps of the integer q - z and rounds back to it. Such
+inputs (a concatenation's calibrated range is usually its widest input's) are copied as bytes; the others
+are requantized on their own, with the same per-element arithmetic as before.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from optkit.backend.rewrites.int8 import per_tensor_qparams
+from optkit.backend.rewrites.mutator import rewrite_functions
+
+_CONCAT = tvm.ir.Op.get("relax.concat")
+_DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
+_QUANTIZE = tvm.ir.Op.get("relax.quantize")
+_INTEGERS = ("int8", "uint8")
+
+
+@mutator
+class _QuantizedConcat(PyExprMutator):
+    def __init__(self, mod: tvm.IRModule):
+        super().__init__(mod)
+        self.rewritten = 0
+        self.copied = 0
+
+    def _bound(self, expr, op):
+        """The call to `op` that `expr` is bound to, or None."""
+        bound = self.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
+        return bound if isinstance(bound, relax.Call) and bound.op == op else None
+
+    def visit_call_(self, call):
+        call = self.visit_expr_post_order(call)
+        new = self._integer_concat(call) if isinstance(call, relax.Call) and call.op == _QUANTIZE else None
+        return call if new is None else new
+
+    def _integer_concat(self, quantize):
+        concat = self._bound(quantize.args[0], _CONCAT)
+        qparams = per_tensor_qparams(quantize)
+        out_dtype = str(quantize.attrs.out_dtype)
+        if concat is None or qparams is None or out_dtype not in _INTEGERS:
+            return None
+        parts = concat.args[0]
+        parts = self.lookup_binding(parts) if isinstance(parts, relax.Var) else parts
+        if not isinstance(parts, relax.Tuple):
+            return None
+        dequantizes = [self._bound(part, _DEQUANTIZE) for part in parts.fields]
+        if any(d is None or per_tensor_qparams(d) is None or str(d.args[0].ty.dtype) not in _INTEGERS
+               for d in dequantizes):
+            return None
+        fields = []
+        for part, dequantize in zip(parts.fields, dequantizes):
+            if per_tensor_qparams(dequantize) == qparams and str(dequantize.args[0].ty.dtype) == out_dtype:
+                fields.append(dequantize.args[0])
+                self.copied += 1
+            else:
+                fields.append(self.builder_.emit(relax.op.quantize(part, quantize.args[1], quantize.args[2],
+                                                                   int(quantize.attrs.axis), out_dtype)))
+        self.rewritten += 1
+        return relax.op.concat(fields, axis=int(concat.attrs.axis))
+
+
+def quantized_concats(mod: tvm.IRModule) -> tuple[tvm.IRModule, int, int]:
+    """Every per-tensor quantize of a concatenation of per-tensor dequantized integers done as a
+    concatenation of integers; returns the module, the concatenations rewritten and the inputs copied as
+    bytes."""
+    rewriter = _QuantizedConcat(mod)
+    out = rewrite_functions(rewriter, mod)
+    if rewriter.rewritten:
+        out = relax.transform.DeadCodeElimination()(out)        # the float concatenations nothing else reads
+    return out, rewriter.rewritten, rewriter.copied
