@@ -8,8 +8,8 @@ per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.p
 float (passes/int8/sensitivity.py). Bias correction (`bias_correction`): each layer's output mean is moved
 back to the float model's through its bias (passes/int8/bias_correction.py). A Concat's output takes the
 grid of an input that covers its range, when at most 10 % coarser, so the build copies that input's bytes
-(passes/int8/concat_grids.py). Nodes named in `exclude` stay in float (the accuracy-aware mode uses this). Lossy: the manager records its
-output error.
+(passes/int8/concat_grids.py). Nodes named in `exclude` stay in float (the accuracy-aware mode uses this).
+Lossy: the manager records its output error.
 """
 
 from __future__ import annotations

@@ -289,10 +289,10 @@ def test_bias_correction_moves_each_layers_output_mean_back_to_the_float_models(
                                               ((0.04, 3), None),             # a would be 25 % coarser
                                               ((0.0499, 0), None)])          # a's grid ends at 12.6, below 0.0499·255
 def test_a_concat_takes_an_input_grid_that_covers_it_when_at_most_10_percent_coarser(out_grid, shared):
+    from optkit.passes.int8.concat_grids import share_concat_grids
     from test_int8_tvm import qdq_concat_model
 
     from optkit.graph.index import GraphIndex
-    from optkit.passes.int8.concat_grids import share_concat_grids
 
     model = qdq_concat_model(out_grid)
     assert share_concat_grids(model) == (shared is not None)
