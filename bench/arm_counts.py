@@ -62,19 +62,25 @@ def build(model: dict, target: str, pipeline: str, out: Path) -> Path:
     return out
 
 
-def jobs_for(model: dict, core: str, work: Path) -> list[tuple]:
+def jobs_for(model: dict, core: str, work: Path, recount: set[str]) -> list[tuple]:
+    """The counting jobs of one model on one core; the builds a job needs only when it is counted anew."""
     target = CORE_TARGETS[core]
-    fp32 = build(model, target, "specialize-input{shape=image:1x3x256x256},mobile" if model["name"] == "style"
-                 else "mobile", work / model["name"] / target / "fp32")
-    feeds = make_inputs(load_model(fp32 / "model.opt.onnx"), 0)
-    ordered = list(feeds.values())
-    jobs = [("optkit fp32", "tvm", fp32 / "model.so", ordered),
-            ("onnxruntime fp32", "onnxruntime", model["onnx"], _inputs_for(Path(model["onnx"]), feeds, 0))]
-    if model["shipped"]:
+    jobs = []
+    if recount & {"optkit fp32", "onnxruntime fp32"}:
+        fp32 = build(model, target, "specialize-input{shape=image:1x3x256x256},mobile" if model["name"] == "style"
+                     else "mobile", work / model["name"] / target / "fp32")
+        feeds = make_inputs(load_model(fp32 / "model.opt.onnx"), 0)
+        jobs += [("optkit fp32", "tvm", fp32 / "model.so", list(feeds.values())),
+                 ("onnxruntime fp32", "onnxruntime", model["onnx"], _inputs_for(Path(model["onnx"]), feeds, 0))]
+    else:
+        jobs += [("optkit fp32", None, None, None), ("onnxruntime fp32", None, None, None)]
+    if model["shipped"] and recount & {"optkit shipped", "onnxruntime QDQ"}:
         shipped = build(model, target, model["shipped"], work / model["name"] / target / "shipped")
         q_feeds = make_inputs(load_model(shipped / "model.opt.onnx"), 0)
         jobs += [("optkit shipped", "tvm", shipped / "model.so", list(q_feeds.values())),
                  ("onnxruntime QDQ", "onnxruntime", shipped / "model.opt.onnx", list(q_feeds.values()))]
+    elif model["shipped"]:
+        jobs += [("optkit shipped", None, None, None), ("onnxruntime QDQ", None, None, None)]
     if model["tflite"]:
         jobs.append(("LiteRT", "litert", model["tflite"], None))
     return [(model["name"], core, label, engine, path, inputs) for label, engine, path, inputs in jobs]
@@ -88,19 +94,26 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="counting processes at once (each is single-threaded)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "arm-counts"))
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from OUT.json")
-    parser.add_argument("--anchors-from", help="an earlier run's JSON: its onnxruntime and LiteRT counts are reused")
+    parser.add_argument("--anchors-from", help="an earlier run's JSON: its rows are reused, but for --recount's")
+    parser.add_argument("--recount", default="optkit fp32,optkit shipped",
+                        help="with --anchors-from: the engines counted anew (e.g. 'optkit shipped,onnxruntime QDQ' "
+                             "after an int8-only change); only their builds are made")
+    parser.add_argument("--recount-models", help="with --anchors-from: the models --recount applies to (default: all)")
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads(Path(args.out + ".json").read_text()), Path(args.out + ".png"))
         return 0
     chosen = models(args.models.split(",") if args.models else None)
     cores = args.cores.split(",")
-    jobs = [j for m in chosen for core in cores for j in jobs_for(m, core, Path(args.work))]
     earlier = json.loads(Path(args.anchors_from).read_text())["models"] if args.anchors_from else {}
+    recount = set(args.recount.split(",")) if args.anchors_from else set(ENGINES)
+    anew = set(args.recount_models.split(",")) if args.recount_models else {m["name"] for m in chosen}
+    jobs = [j for m in chosen for core in cores
+            for j in jobs_for(m, core, Path(args.work), recount if m["name"] in anew else set())]
 
     def reused(job) -> dict | None:
         name, core, label = job[:3]
-        return None if label.startswith("optkit") else earlier.get(name, {}).get(core, {}).get(label)
+        return None if label in recount and name in anew else earlier.get(name, {}).get(core, {}).get(label)
 
     def run(job):
         name, core, label, engine, path, inputs = job

@@ -257,19 +257,21 @@ def qdq_concat_model(out_grid: tuple[float, int]) -> onnx.ModelProto:
                  init("sc", np.array(out_grid[0], np.float32)), u8("zc", out_grid[1])])
 
 
-@pytest.mark.parametrize("out_grid, copied", [((0.05, 3), 1), ((0.045, 10), 0)])
-def test_quantized_concat_copies_inputs_on_the_output_grid_and_matches_onnxruntime(out_grid, copied, save, tmp_path):
-    """The concatenation runs on the integers: an input on the output's own grid is copied byte for byte,
-    the other requantized; the build equals onnxruntime's float round trip exactly, saturation included."""
+@pytest.mark.parametrize("out_grid, rewritten", [((0.05, 3), 1), ((0.045, 10), 0)])
+def test_quantized_concat_copies_inputs_on_the_output_grid_and_matches_onnxruntime(out_grid, rewritten, save, tmp_path):
+    """The concatenation runs on the integers when an input is on the output's own grid: that input is
+    copied byte for byte, the other requantized. With none to copy it is left alone. Either way the build
+    equals onnxruntime's float round trip exactly, saturation included."""
     from optkit.backend.rewrites.quantized_concat import quantized_concats
 
     model = qdq_concat_model(out_grid)
     path = save(model, "concat.onnx")
-    mod, rewritten, got_copied = quantized_concats(to_relax(model, "concat.onnx"))
-    assert (rewritten, got_copied) == (1, copied)
-    assert [line for line in mod.script().splitlines() if "R.concat(" in line][0].count('dtype="uint8"') == 1
+    mod, got, copied = quantized_concats(to_relax(model, "concat.onnx"))
+    assert (got, copied) == (rewritten, rewritten)
+    concat = [line for line in mod.script().splitlines() if "R.concat(" in line][0]
+    assert concat.count('dtype="uint8"') == rewritten and concat.count('dtype="float32"') == 1 - rewritten
     result = compile_model(path, get_target("host"), tmp_path / "c", passes="")
-    assert result.manifest["integer_concatenations"] == 1
+    assert result.manifest["integer_concatenations"] == rewritten
     rng = np.random.default_rng(4)
     feeds = {"a": rng.uniform(-1, 14, (1, 5, 7, 9)).astype(np.float32), "b": rng.uniform(-1, 6, (1, 3, 7, 9)).astype(np.float32)}
     np.testing.assert_array_equal(run_artifact(tmp_path / "c", feeds).outputs["y"], run_ort(model, feeds)["y"])

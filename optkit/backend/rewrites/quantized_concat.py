@@ -8,8 +8,9 @@ every element is turned into float32, copied, and quantized back: parsing's two 
 
 and where an input's scale and zero point are the output's own, quantize(dequantize(q_i)) is q_i: (q - z)·s
 times the float32 reciprocal of s lies within a few ulps of the integer q - z and rounds back to it. Such
-inputs (a concatenation's calibrated range is usually its widest input's) are copied as bytes; the others
-are requantized on their own, with the same per-element arithmetic as before.
+inputs (passes/int8/concat_grids.py puts a concatenation on its widest input's grid) are copied as bytes;
+the others are requantized on their own, with the same per-element arithmetic as before. A concatenation
+with no input to copy is left as it is: split up, the same work gains nothing.
 """
 
 from __future__ import annotations
@@ -58,21 +59,20 @@ class _QuantizedConcat(PyExprMutator):
         if any(d is None or per_tensor_qparams(d) is None or str(d.args[0].ty.dtype) not in _INTEGERS
                for d in dequantizes):
             return None
-        fields = []
-        for part, dequantize in zip(parts.fields, dequantizes):
-            if per_tensor_qparams(dequantize) == qparams and str(dequantize.args[0].ty.dtype) == out_dtype:
-                fields.append(dequantize.args[0])
-                self.copied += 1
-            else:
-                fields.append(self.builder_.emit(relax.op.quantize(part, quantize.args[1], quantize.args[2],
-                                                                   int(quantize.attrs.axis), out_dtype)))
+        on_grid = [per_tensor_qparams(d) == qparams and str(d.args[0].ty.dtype) == out_dtype for d in dequantizes]
+        if not any(on_grid):            # nothing to copy: the same per-element work either way
+            return None
+        fields = [d.args[0] if copy else self.builder_.emit(relax.op.quantize(
+                      part, quantize.args[1], quantize.args[2], int(quantize.attrs.axis), out_dtype))
+                  for part, d, copy in zip(parts.fields, dequantizes, on_grid)]
         self.rewritten += 1
+        self.copied += sum(on_grid)
         return relax.op.concat(fields, axis=int(concat.attrs.axis))
 
 
 def quantized_concats(mod: tvm.IRModule) -> tuple[tvm.IRModule, int, int]:
-    """Every per-tensor quantize of a concatenation of per-tensor dequantized integers done as a
-    concatenation of integers; returns the module, the concatenations rewritten and the inputs copied as
+    """Every per-tensor quantize of a concatenation of per-tensor dequantized integers, one of them on the
+    output's grid, done as a concatenation of integers; returns the module, the concatenations rewritten and the inputs copied as
     bytes."""
     rewriter = _QuantizedConcat(mod)
     out = rewrite_functions(rewriter, mod)
