@@ -302,3 +302,40 @@ def test_a_concat_takes_an_input_grid_that_covers_it_when_at_most_10_percent_coa
             scale, zero = index.constant(node.input[1]), index.constant(node.input[2])
             assert (float(scale), int(zero)) == pytest.approx(shared or out_grid)
     onnx.checker.check_model(model)
+
+
+def test_a_concat_readers_int32_bias_follows_its_new_input_grid(tmp_path):
+    """The Conv reading a Concat whose grid changed keeps its bias on input scale × weight scale, so
+    onnxruntime still runs it as one integer QLinearConv (it fell back to float otherwise)."""
+    import onnxruntime as ort
+    from optkit.passes.int8.concat_grids import share_concat_grids
+    from test_int8_tvm import qdq_concat_model
+
+    model = qdq_concat_model((0.0475, 3))
+    rng = np.random.default_rng(0)
+    w_scale = np.array([0.01, 0.02, 0.015], np.float32)
+    bias = np.array([0.3, -0.2, 0.05], np.float32)
+    graph = model.graph
+    graph.output[0].name = "out"
+    graph.output[0].type.tensor_type.shape.dim[1].dim_value = 3
+    graph.initializer.extend([
+        numpy_helper.from_array(rng.integers(-127, 128, (3, 8, 1, 1)).astype(np.int8), "wq"),
+        numpy_helper.from_array(w_scale, "ws"), numpy_helper.from_array(np.zeros(3, np.int8), "wz"),
+        numpy_helper.from_array(np.round(bias / (np.float32(0.0475) * w_scale)).astype(np.int32), "bq"),
+        numpy_helper.from_array(np.float32(0.0475) * w_scale, "bs"), numpy_helper.from_array(np.zeros(3, np.int32), "bz"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "os"), numpy_helper.from_array(np.array(128, np.uint8), "oz")])
+    graph.node.extend([helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=0),
+                       helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bias"], axis=0),
+                       helper.make_node("Conv", ["y", "w", "bias"], ["conv"]),
+                       helper.make_node("QuantizeLinear", ["conv", "os", "oz"], ["qo"]),
+                       helper.make_node("DequantizeLinear", ["qo", "os", "oz"], ["out"])])
+    assert share_concat_grids(model) == 1
+    index = GraphIndex(model.graph)
+    conv_bias = next(n for n in model.graph.node if n.output[0] == "bias")
+    new_bias_scale = index.constant(conv_bias.input[1])
+    np.testing.assert_array_equal(new_bias_scale, np.float32(0.05) * w_scale)
+    np.testing.assert_allclose(index.constant(conv_bias.input[0]) * new_bias_scale, bias, atol=0.5 * new_bias_scale.max())
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "ort.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    assert [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node].count("QLinearConv") == 1
