@@ -131,7 +131,8 @@ def main() -> int:
     data = {"kind": "instructions per inference under qemu user mode, 1 thread (emulated counts, not times)",
             "cores": {c: CORE_TARGETS[c] for c in cores}, "models": table,
             "budgets_ms": {m["name"]: m["budgets"] for m in chosen},
-            "anchors_from": args.anchors_from and Path(args.anchors_from).name}
+            "anchors_from": args.anchors_from and Path(args.anchors_from).name,
+            "recounted": {"engines": sorted(recount), "models": sorted(anew)}}
     Path(args.out + ".json").write_text(json.dumps(data, indent=2) + "\n")
     Path(args.out + ".md").write_text(markdown(data) + "\n")
     plot(data, Path(args.out + ".png"))
@@ -170,8 +171,10 @@ def plot(data: dict, path: Path) -> None:
 
 
 def markdown(data: dict) -> str:
-    source = (f" onnxruntime and LiteRT counts reused from an earlier run ({data['anchors_from']}: "
-              "`--anchors-from`); optkit's re-counted." if data.get("anchors_from") else "")
+    recounted = data.get("recounted") or {"engines": ["optkit fp32", "optkit shipped"], "models": list(data["models"])}
+    source = (f" Counts reused from an earlier run ({data['anchors_from']}: `--anchors-from`), but for "
+              f"{', '.join(recounted['engines'])} of {', '.join(recounted['models'])}, counted in this one."
+              if data.get("anchors_from") else "")
     lines = [f"Instructions per inference, millions ({data['kind']}). Produced by `python bench/arm_counts.py`.{source}",
              "Goal columns: the shipped build over the better onnxruntime (goal <= 0.8), and over optkit's own "
              "fp32 build (goal <= 0.6); for the real models optkit fp32 over LiteRT (goal <= 1.0).", "",
