@@ -301,3 +301,17 @@ def test_requantize_folds_into_one_multiply_add_and_matches_onnxruntime(quantize
         assert steps.max() <= 1.0 + 1e-3, steps.max()
         off.append(np.mean(steps > 0.5))
     assert np.mean(off) < 0.01, off
+
+
+@pytest.mark.emulation
+def test_quantized_concat_on_aarch64_matches_onnxruntime_under_emulation(save, tmp_path, sysroot_ready):
+    """The integer concatenation built for snapdragon845 (with its requantize fold) and run under qemu: the
+    copied input and the requantized one equal onnxruntime's, saturation included."""
+    model = qdq_concat_model((0.05, 3))
+    result = compile_model(save(model, "concat.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="",
+                           validate="emulate")
+    assert result.manifest["integer_concatenations"] == 1
+    rng = np.random.default_rng(5)
+    feeds = {"a": rng.uniform(-1, 14, (1, 5, 7, 9)).astype(np.float32), "b": rng.uniform(-1, 6, (1, 3, 7, 9)).astype(np.float32)}
+    got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs["y"]
+    np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])

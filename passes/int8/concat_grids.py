@@ -47,10 +47,10 @@ def share_concat_grids(model: onnx.ModelProto) -> int:
     changed = 0
     for node in list(model.graph.node):
         readers = index.consumers.get(node.output[0], []) if node.op_type == "Concat" else []
-        if len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or _grid(index, readers[0]) is None:
+        quantize = readers[0] if len(readers) == 1 and readers[0].op_type == "QuantizeLinear" else None
+        out = _grid(index, quantize) if quantize is not None else None
+        if out is None:
             continue
-        quantize = readers[0]
-        out = _grid(index, quantize)
         dequantizes = index.consumers.get(quantize.output[0], [])
         if any(d.op_type != "DequantizeLinear" for d in dequantizes) or quantize.output[0] in index.graph_outputs:
             continue

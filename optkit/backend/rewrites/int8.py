@@ -35,7 +35,7 @@ from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights
-from optkit.backend.rewrites.mutator import constant_value, rewrite_calls, rewrite_functions
+from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_calls, rewrite_functions
 
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
 _MATMUL = tvm.ir.Op.get("relax.matmul")
@@ -60,11 +60,7 @@ class _IntegerConv(PyExprMutator):
         self.rewritten = 0
 
     def _dequantize_of(self, expr):
-        if isinstance(expr, relax.Var):
-            bound = self.lookup_binding(expr)
-            if isinstance(bound, tvm.ir.Call) and bound.op == _DEQUANTIZE:
-                return bound
-        return None
+        return bound_call(self, expr, _DEQUANTIZE)
 
     def _quantized_input(self, expr):
         """(x_q, scale, zero point) of an activation dequantized per tensor from int8/uint8, or None."""

@@ -1,5 +1,6 @@
 """Running a Relax expression mutator over a whole module (the driver optkit's Relax rewrites share), the
-simplest such rewrite (one call at a time), and reading a constant argument."""
+simplest such rewrite (one call at a time), reading a constant argument and looking through a variable to
+the call bound to it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 def constant_value(expr) -> np.ndarray | None:
     """The value of a Relax constant as a numpy array; None for anything else."""
     return expr.value.numpy() if isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy") else None
+
+
+def bound_call(mutator: PyExprMutator, expr, op) -> relax.Call | None:
+    """The call to `op` that the variable `expr` is bound to in the function `mutator` visits, else None."""
+    bound = mutator.lookup_binding(expr) if isinstance(expr, relax.Var) else None
+    return bound if isinstance(bound, relax.Call) and bound.op == op else None
 
 
 def rewrite_functions(rewriter, mod: tvm.IRModule) -> tvm.IRModule:

@@ -20,7 +20,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.rewrites.int8 import per_tensor_qparams
-from optkit.backend.rewrites.mutator import rewrite_functions
+from optkit.backend.rewrites.mutator import bound_call, rewrite_functions
 
 _CONCAT = tvm.ir.Op.get("relax.concat")
 _DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
@@ -35,18 +35,13 @@ class _QuantizedConcat(PyExprMutator):
         self.rewritten = 0
         self.copied = 0
 
-    def _bound(self, expr, op):
-        """The call to `op` that `expr` is bound to, or None."""
-        bound = self.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
-        return bound if isinstance(bound, relax.Call) and bound.op == op else None
-
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
         new = self._integer_concat(call) if isinstance(call, relax.Call) and call.op == _QUANTIZE else None
         return call if new is None else new
 
     def _integer_concat(self, quantize):
-        concat = self._bound(quantize.args[0], _CONCAT)
+        concat = bound_call(self, quantize.args[0], _CONCAT)
         qparams = per_tensor_qparams(quantize)
         out_dtype = str(quantize.attrs.out_dtype)
         if concat is None or qparams is None or out_dtype not in _INTEGERS:
@@ -55,7 +50,7 @@ class _QuantizedConcat(PyExprMutator):
         parts = self.lookup_binding(parts) if isinstance(parts, relax.Var) else parts
         if not isinstance(parts, relax.Tuple):
             return None
-        dequantizes = [self._bound(part, _DEQUANTIZE) for part in parts.fields]
+        dequantizes = [bound_call(self, part, _DEQUANTIZE) for part in parts.fields]
         if any(d is None or per_tensor_qparams(d) is None or str(d.args[0].ty.dtype) not in _INTEGERS
                for d in dequantizes):
             return None

@@ -23,7 +23,7 @@ from tvm import relax, te
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.rewrites.int8 import per_tensor_qparams, quantized_value
-from optkit.backend.rewrites.mutator import constant_value, rewrite_functions
+from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_functions
 
 _QUANTIZE = tvm.ir.Op.get("relax.quantize")
 _ADD = tvm.ir.Op.get("relax.add")
@@ -45,10 +45,6 @@ class _FoldedRequantize(PyExprMutator):
         super().__init__(mod)
         self.rewritten = 0
 
-    def _bound(self, expr, op):
-        bound = self.lookup_binding(expr) if isinstance(expr, relax.Var) else None
-        return bound if isinstance(bound, relax.Call) and bound.op == op else None
-
     def _with_constant(self, call):
         """(the other operand, the constant) of a binary call with one constant operand, or None."""
         if call is None:
@@ -67,12 +63,12 @@ class _FoldedRequantize(PyExprMutator):
     def _fold(self, quantize):
         qparams = per_tensor_qparams(quantize)
         out_dtype = str(quantize.attrs.out_dtype)
-        biased = self._with_constant(self._bound(quantize.args[0], _ADD))
-        scaled = self._with_constant(self._bound(biased[0], _MULTIPLY)) if biased else None
+        biased = self._with_constant(bound_call(self, quantize.args[0], _ADD))
+        scaled = self._with_constant(bound_call(self, biased[0], _MULTIPLY)) if biased else None
         if qparams is None or out_dtype not in ("int8", "uint8") or scaled is None:
             return None
         acc, scale = scaled
-        cast = self._bound(acc, _ASTYPE)
+        cast = bound_call(self, acc, _ASTYPE)
         if cast is not None and str(cast.args[0].ty.dtype) == "int32":
             acc = cast.args[0]
         shape = [int(d) for d in acc.ty.shape] if len(acc.ty.shape) == 4 else None
