@@ -315,3 +315,32 @@ def test_quantized_concat_on_aarch64_matches_onnxruntime_under_emulation(save, t
     feeds = {"a": rng.uniform(-1, 14, (1, 5, 7, 9)).astype(np.float32), "b": rng.uniform(-1, 6, (1, 3, 7, 9)).astype(np.float32)}
     got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs["y"]
     np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])
+
+
+@pytest.mark.emulation
+@pytest.mark.parametrize("dtype, zero_point", [(np.uint8, 131), (np.int8, -3), (np.uint8, 0)])
+def test_neon_saturating_round_matches_onnxruntime_bit_for_bit_under_emulation(dtype, zero_point, save, tmp_path,
+                                                                               sysroot_ready):
+    """AArch64 builds quantize with fcvtns, sqadd and saturating narrows (backend/saturating_round.py). Run
+    under qemu on every half-step tie in range, both saturation ends, values past int32 and infinities, they
+    equal onnxruntime's QuantizeLinear exactly (scale 0.5: its reciprocal is exact, so division and product
+    agree)."""
+    import subprocess
+
+    scale = np.float32(0.5)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    shape = [1, 8, 4, 40]
+    model = make(nodes, [fin("x", shape)], [fin("y", shape)],
+                 [init("s", np.array(scale)), numpy_helper.from_array(np.array(zero_point, dtype), "z")])
+    ties = (np.arange(-400, 400) + 0.5) * scale                    # x / scale = k + 1/2: rounds to the even k
+    extremes = np.array([np.inf, -np.inf, 3e9, -3e9, 1e6, -1e6, 64.0, -64.0, 127.75, -128.25, 0.0, -0.0])
+    x = np.resize(np.concatenate([ties, extremes, np.random.default_rng(2).uniform(-200, 200, 512)]),
+                  shape).astype(np.float32)
+    compile_model(save(model, "qdq.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="", validate="emulate")
+    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "arm" / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    narrow = "sqxtun" if dtype == np.uint8 else "sqxtn"
+    assert "fcvtns" in disassembly and f"{narrow}\t" in disassembly and ("sqadd" in disassembly) == bool(zero_point)
+    got = run_artifact(tmp_path / "arm", {"x": x}, emulate=True).outputs["y"]
+    np.testing.assert_array_equal(got, run_ort(model, {"x": x})["y"])

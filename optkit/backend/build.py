@@ -55,7 +55,8 @@ def build(mod, target: Target, schedules: str = "default", database=None):
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         if schedules == "default":
             mod, stats = schedule_module(mod, tvm_target, stats)
-        return tvm.compile(mod, target=tvm_target), stats.as_dict()
+        with tvm_target:                    # the target lowering rules read (backend/saturating_round.py)
+            return tvm.compile(mod, target=tvm_target), stats.as_dict()
     except Exception as exc:
         hint = " (built with optkit's default schedules: try --schedules none, and please report the model)" \
             if stats.scheduled() else ""

@@ -112,11 +112,12 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
         mod, hwio = hwio_kernels(mod)
         if not integer_convs:                       # float models: an int8 model's sums stay exact integers
             mod, biased = bias_in_accumulators(mod)
-    mod, resizes = separable_resizes(mod)           # bilinear resize in two passes (with its QDQ pair, in int8 models)
+    neon = is_arm64(tvm_target)                     # quantize with NEON's rounding conversion and saturating narrows
+    mod, resizes = separable_resizes(mod, neon)     # bilinear resize in two passes (with its QDQ pair, in int8 models)
     mod, concats, _ = quantized_concats(mod)        # QDQ concatenations copy integers instead of round-tripping floats
     if is_arm64(tvm_target):
         mod, _ = folded_requantize(mod)             # an integer conv's rescale, bias and requantize: one multiply-add
-    mod, _ = quantize_by_reciprocal(mod)            # requantize with a product, not a vector division
+    mod, _ = quantize_by_reciprocal(mod, neon)      # requantize with a product, not a vector division
     return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes, concats, padded, hwio, clamps, biased,
                     notices)
 

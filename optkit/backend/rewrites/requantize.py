@@ -10,7 +10,7 @@ Folded, it is
     q = clamp(round(float(acc) * (s / s_out) + (b / s_out + z)))
 
 one multiply and one add, the form onnxruntime's own integer kernels requantize in (the accumulator times
-one float multiplier). The result differs from the unfolded arithmetic only where the value lies within
+one float multiplier), then rounded and narrowed by saturating_round's NEON sequence. The result differs from the unfolded arithmetic only where the value lies within
 float32 rounding of a half step, by one step, as quantize_by_reciprocal's does; builds are validated
 against onnxruntime as always.
 """
@@ -34,7 +34,7 @@ _ASTYPE = tvm.ir.Op.get("relax.astype")
 def _requantized(acc, multiplier, offset, *, out_dtype: str):
     def value(n, c, y, x):
         total = acc[n, c, y, x].astype("float32") * multiplier[0, c, 0, 0] + offset[0, c, 0, 0]
-        return quantized_value(total, 1.0, 0, out_dtype)
+        return quantized_value(total, 1.0, 0, out_dtype, neon=True)
 
     return te.compute(acc.shape, value, name="requantized")
 

@@ -242,8 +242,9 @@ def _quantization_around_resizes(func) -> tuple[dict, dict]:
 
 @mutator
 class _SeparableResize(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule):
+    def __init__(self, mod: tvm.IRModule, neon: bool):
         super().__init__(mod)
+        self.neon = neon
         self.rewritten = 0
         self.quantized = 0
         self.plans: dict = {}
@@ -284,7 +285,7 @@ class _SeparableResize(PyExprMutator):
             data, dequantize = dequantize_call.args[0], per_tensor_qparams(dequantize_call)
         if quantize_call is not None:
             scale, zero_point = per_tensor_qparams(quantize_call)
-            quantize = (reciprocal(scale), zero_point, str(quantize_call.attrs.out_dtype))
+            quantize = (reciprocal(scale), zero_point, str(quantize_call.attrs.out_dtype), self.neon)
         self.rewritten += 1
         self.quantized += dequantize is not None or quantize is not None
         if factors is not None:
@@ -299,11 +300,11 @@ class _SeparableResize(PyExprMutator):
                                      primfunc_name_hint="separable_resize2d")
 
 
-def separable_resizes(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
+def separable_resizes(mod: tvm.IRModule, neon: bool = False) -> tuple[tvm.IRModule, int]:
     """Rewrite bilinear resize2d calls, and nearest-neighbour upscales by powers of two, into the two-pass
-    form, taking in the dequantize before and the quantize after them in QDQ models; returns the module and
-    the count of resizes rewritten."""
-    rewriter = _SeparableResize(mod)
+    form, taking in the dequantize before and the quantize after them in QDQ models (requantized as
+    quantized_value(neon=neon)); returns the module and the count of resizes rewritten."""
+    rewriter = _SeparableResize(mod, neon)
     out = rewrite_functions(rewriter, mod)
     if rewriter.quantized:
         out = relax.transform.DeadCodeElimination()(out)     # the dequantizes nothing else reads

@@ -1,0 +1,97 @@
+"""Round and saturate to 8 bits in four NEON instructions per 16 values (AArch64 builds).
+
+Every quantized output of an int8 model ends in clip(round(x) + zero_point) cast to int8/uint8. Written as
+TIR (`te.round`, min, max, cast), LLVM turns it on AArch64 into frinti, fminnm, fmaxnm and fcvtzs per four
+lanes, then narrows 32 -> 8 bits with shuffles: 17 instructions per 16 values, on every convolution output.
+NEON does the same with rounding conversions and saturating narrows:
+
+    fcvtns (round half to even, to int32; saturating)   x4
+    sqadd  (+ zero point; saturating)                   x4, only for a non-zero zero point
+    sqxtn, sqxtn2 (int32 -> int16; saturating)          x4
+    sqxtun/sqxtn, + 2 (int16 -> uint8/int8; saturating) x2
+
+which is the same function: both round half to even and clamp to the type's range (an int32 overflow of the
+sum saturates, and every value that saturates lies outside the 8-bit range anyway).
+
+The expression is one TIR op, `tirx.optkit_saturating_round(x, zero_point)`: pure and vectorizable, so
+TVM's vectorizer widens it like any arithmetic, and LowerIntrin, after vectorization, expands it. When the
+target being built is AArch64 and the vector has a multiple of 4 lanes it becomes the NEON sequence
+(through LLVM's aarch64 intrinsics, 4 lanes at a time); otherwise (scalar tails, the host build that
+validates an Arm module) it becomes the plain expression it replaces. Only Arm builds emit the op at all
+(`quantized_value(..., neon=True)`), so host functions and their tuning records are unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import tirx
+from tvm.ir import register_op_attr
+from tvm.tirx.op import register_intrin_lowering
+
+OP_NAME = "tirx.optkit_saturating_round"
+_CHUNK = 4                       # float32 lanes per NEON register
+
+register_op_attr(OP_NAME, "TCallEffectKind", tirx.CallEffectKind.Pure.value)
+register_op_attr(OP_NAME, "TVectorizable", True)
+
+
+def saturating_round(x, zero_point: int, out_dtype: str):
+    """clip(round(x) + zero_point) to out_dtype (int8 or uint8), x float32."""
+    return tirx.call_intrin(out_dtype, OP_NAME, x, tirx.IntImm("int32", int(zero_point)))
+
+
+def _plain(x, zero_point: int, dtype: tvm.DataType):
+    """The TIR expression the op stands for: quantize as TVM computes it."""
+    info = np.iinfo(str(dtype.with_lanes(1)))
+    value = tirx.round(x) + _broadcast(tirx.FloatImm("float32", float(zero_point)), dtype.lanes)
+    low, high = (_broadcast(tirx.FloatImm("float32", float(v)), dtype.lanes) for v in (info.min, info.max))
+    return tirx.Cast(str(dtype), tirx.Max(tirx.Min(value, high), low))
+
+
+def _broadcast(scalar, lanes: int):
+    return scalar if lanes == 1 else tirx.Broadcast(scalar, lanes)
+
+
+def _lanes(indices) -> list:
+    return [tirx.IntImm("int32", i) for i in indices]
+
+
+def _neon(x, zero_point: int, dtype: tvm.DataType):
+    """4 lanes at a time: fcvtns (+ sqadd), sqxtn to int16, then sqxtun/sqxtn to 8 bits, 8 lanes at a time."""
+    lanes = dtype.lanes
+    value = tirx.Var("saturating_round_in", f"float32x{lanes}")
+    words = []
+    for start in range(0, lanes, _CHUNK):
+        chunk = tirx.Shuffle([value], _lanes(range(start, start + _CHUNK)))
+        word = tirx.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.fcvtns", chunk)
+        if zero_point:
+            word = tirx.call_llvm_pure_intrin("int32x4", "llvm.sadd.sat", word,
+                                              tirx.Broadcast(tirx.IntImm("int32", zero_point), _CHUNK))
+        words.append(tirx.call_llvm_pure_intrin("int16x4", "llvm.aarch64.neon.sqxtn", word))
+    if len(words) % 2:
+        words.append(words[-1])                 # 4 lanes left: narrow them beside a copy, keep the first half
+    element = str(dtype.with_lanes(1))
+    narrow = "llvm.aarch64.neon.sqxtun" if element == "uint8" else "llvm.aarch64.neon.sqxtn"
+    halves = [tirx.call_llvm_pure_intrin(f"{element}x8", narrow,
+                                         tirx.Shuffle([words[i], words[i + 1]], _lanes(range(8))))
+              for i in range(0, len(words), 2)]
+    out = halves[0] if len(halves) == 1 and lanes == 8 else tirx.Shuffle(halves, _lanes(range(lanes)))
+    return tirx.Let(value, x, out)
+
+
+def _building_for_aarch64() -> bool:
+    target = tvm.target.Target.current(allow_none=True)
+    return target is not None and "aarch64" in str(target.attrs.get("mtriple", ""))
+
+
+def _lower(call):
+    x, zero_point = call.args
+    dtype = tvm.DataType(str(call.ty.dtype))
+    zero_point = int((zero_point.value if isinstance(zero_point, tirx.Broadcast) else zero_point).value)
+    if _building_for_aarch64() and dtype.lanes % _CHUNK == 0 and str(x.ty.dtype).startswith("float32"):
+        return _neon(x, zero_point, dtype)
+    return _plain(x, zero_point, dtype)
+
+
+register_intrin_lowering(OP_NAME, "llvm", f=_lower, level=99)
