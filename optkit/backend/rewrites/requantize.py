@@ -10,9 +10,9 @@ Folded, it is
     q = clamp(round(float(acc) * (s / s_out) + (b / s_out + z)))
 
 one multiply and one add, the form onnxruntime's own integer kernels requantize in (the accumulator times
-one float multiplier), then rounded and narrowed by saturating_round's NEON sequence. The result differs from the unfolded arithmetic only where the value lies within
-float32 rounding of a half step, by one step, as quantize_by_reciprocal's does; builds are validated
-against onnxruntime as always.
+one float multiplier), then rounded and narrowed by saturating_round's NEON sequence. The result differs
+from the unfolded arithmetic only where the value lies within float32 rounding of a half step, by one
+step, as quantize_by_reciprocal's does; builds are validated against onnxruntime as always.
 """
 
 from __future__ import annotations
