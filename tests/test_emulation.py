@@ -77,7 +77,14 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
                                      strides=[2, 2])],
                    [fin("x", [1, 8, 9, 11])], [fin("y", [1, 6, 5, 6])],
                    [init("wg", rand(rng, 6, 4, 3, 3)), init("bg", rand(rng, 6))])
-    for name, m in (("rows", model), ("wide", wide), ("prime", prime), ("blocks", blocks), ("grouped", grouped)):
+    # Padding filled first, then the rows copied in as vectors (rows a multiple of 4 wide): unequal pads on
+    # every side, and a 5x5 kernel.
+    edges = make([helper.make_node("Conv", ["x", "k3"], ["a"], name="dw3", group=4, pads=[0, 2, 2, 1]),
+                  helper.make_node("Conv", ["a", "k5"], ["y"], name="dw5", group=4, pads=[2, 2, 2, 2])],
+                 [fin("x", [1, 4, 9, 16])], [fin("y", [1, 4, 9, 17])],
+                 [init("k3", rand(rng, 4, 1, 3, 3)), init("k5", rand(rng, 4, 1, 5, 5))])
+    for name, m in (("rows", model), ("wide", wide), ("prime", prime), ("blocks", blocks), ("grouped", grouped),
+                    ("edges", edges)):
         built = compile_model(save(m, f"{name}.onnx"), get_target("rk3399"), tmp_path / name, validate="emulate")
         # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
         assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"

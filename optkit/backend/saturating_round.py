@@ -34,6 +34,7 @@ _CHUNK = 4                       # float32 lanes per NEON register
 
 register_op_attr(OP_NAME, "TCallEffectKind", tirx.CallEffectKind.Pure.value)
 register_op_attr(OP_NAME, "TVectorizable", True)
+register_op_attr(OP_NAME, "TScriptPrinterName", "optkit_saturating_round")    # printed TIR names it
 
 
 def saturating_round(x, zero_point: int, out_dtype: str):

@@ -411,15 +411,37 @@ def _planes_per_task(sch, padding, channels: int) -> int:
     return max(k for k in range(1, 17) if channels % k == 0 and k * plane_bytes <= max(PLANE_GROUP_BYTES, plane_bytes))
 
 
-def _pad_plane_row(sch, loop, lanes: int) -> None:
+def _fill_then_copy(sch, pad) -> bool:
+    """On NEON, a depthwise plane's padding as two loops (TVM's decompose_padding): the plane filled with the
+    padding value, then the input rows copied into its interior with no condition, as 16-lane vectors. With
+    the padding's select in the copy, LLVM loaded, converted and stored every element alone (2.6
+    instructions per byte of an int8 plane). Cortex-A76 model, parsing int8: 67.4 -> 65.4 M instructions
+    (its 32 x 120 x 160 layer 5.35 -> 3.85 M). Only where the input rows are whole NEON vectors; False
+    leaves the padding as it was."""
+    width = int(sch.get(pad).reads[0].source.shape[-1])
+    if width % NEON_LANES:
+        return False
+    fill = sch.decompose_padding(pad, sch.get_loops(pad)[-2])
+    plane = sch.fuse(*sch.get_loops(fill)[-2:])
+    if _extent(sch, plane) % NEON_LANES == 0:
+        sch.vectorize(sch.split(plane, [None, NEON_LANES])[1])
+    lanes = 4 * NEON_LANES if width % (4 * NEON_LANES) == 0 else NEON_LANES
+    sch.vectorize(sch.split(sch.get_loops(pad)[-1], [None, lanes])[1])
+    return True
+
+
+def _pad_plane_row(sch, pad, loop, lanes: int) -> None:
     """A row of a depthwise plane's padding copy: unrolled scalars when it is short (4x4 and 8x8 maps; LLVM's
     SLP vectorizer packs them), else on x86 one vector of the row's width: face's 256 x 8 x 8 layer 14.0 ->
     8.9 us fp32 and 15.5 -> 10.1 us int8 unrolled (splitting longer rows into SIMD-wide vectors measured up to
     2.5x slower on gesture's int8 layers). On NEON a row-wide vector of the padding's select is emitted as
     scalar code: 16-element vectors cut pose's depthwise layers from 63.0 to 49.6 M instructions on a
-    Cortex-A76 model (4-wide 58.0, 8-wide 50.7, 32-wide 71.3)."""
+    Cortex-A76 model (4-wide 58.0, 8-wide 50.7, 32-wide 71.3); where the rows are whole vectors the select
+    is gone (_fill_then_copy)."""
     if _extent(sch, loop) <= lanes + 4:
         sch.unroll(loop)
+    elif lanes == NEON_LANES and _fill_then_copy(sch, pad):
+        return
     elif lanes == NEON_LANES:
         _, inner = sch.split(loop, [None, 4 * lanes])
         sch.vectorize(inner)
@@ -522,7 +544,7 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
             if len(sch.get(pad).writes[0].source.shape) == 5:       # split into column phases
                 _deinterleave_rows(sch, pad)
             else:
-                _pad_plane_row(sch, sch.get_loops(pad)[-1], lanes)
+                _pad_plane_row(sch, pad, sch.get_loops(pad)[-1], lanes)
     elif neon_dense and in_channels <= SHORT_REDUCTION:
         plane = sch.fuse(n, f_o, *rows, x_o)
     else:
@@ -548,7 +570,15 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     f_o, f_i = sch.split(f, [None, PIXELS])
     x_o, x_i = sch.split(x, [None, x_tile])
     x_v, x_l = sch.split(x_i, [None, pixels])
-    if kind.channels > 1:          # the instruction covers the tile's channels (x_v outside)
+    pointwise = _extent(sch, ry) == _extent(sch, rx) == 1
+    if kind.channels > 1 and pointwise and _extent(sch, rc) % 2 == 0:
+        # A 1x1 conv's two channel groups per iteration: the loop's increments and branch once per 32 sdot,
+        # not 16 (Cortex-A76 model, parsing int8: 68.1 -> 67.4 M instructions; by four: 67.6 M; with 3x3
+        # taps too, parsing_hp's dilated 3x3 layers lost 1.8 M).
+        rc, rc_pair = sch.split(rc, [None, 2])
+        sch.reorder(n, f_o, y, x_o, rc, ry, rx, rc_pair, x_v, f_i, x_l, rk)
+        sch.unroll(rc_pair)
+    elif kind.channels > 1:          # the instruction covers the tile's channels (x_v outside)
         sch.reorder(n, f_o, y, x_o, rc, ry, rx, x_v, f_i, x_l, rk)
     else:
         sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
