@@ -34,6 +34,7 @@ import tvm
 from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from optkit.backend.deinterleave import deinterleaved
 from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights
 from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_calls, rewrite_functions
 from optkit.backend.saturating_round import saturating_round
@@ -89,10 +90,15 @@ class _IntegerConv(PyExprMutator):
         """conv2d(x_q - zero_point, w_q) with float32 arithmetic on integer values: exact (see
         _exact_in_float32), and it runs on the float depthwise rule, which beat int16 x int8 products.
         The cast is part of the same TE function, so the input stays 1 byte in memory (as separate ops,
-        TVM fused the cast into the producing layer, which then wrote float32)."""
+        TVM fused the cast into the producing layer, which then wrote float32). On Arm a stride-2 layer's
+        input bytes are read through backend/deinterleave.py's op, for the copy into column phases."""
+        phased = self.float_dense and int(attrs.strides[1]) == 2 and int(x_q.ty.shape[-1]) % 2 == 0
 
         def conv(x, w):
-            shifted = te.compute(x.shape, lambda *i: x(*i).astype("float32") - float(zero_point), name="dequantize")
+            def element(n, c, y, column):
+                return deinterleaved(x(n, c, y, column), column % 2) if phased else x(n, c, y, column)
+
+            shifted = te.compute(x.shape, lambda *i: element(*i).astype("float32") - float(zero_point), name="dequantize")
             return topi.nn.group_conv2d_nchw(shifted, w, [int(v) for v in attrs.strides],
                                              [int(v) for v in attrs.padding], [int(v) for v in attrs.dilation],
                                              int(attrs.groups), out_dtype="float32")
