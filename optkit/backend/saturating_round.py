@@ -1,4 +1,4 @@
-"""Round and saturate to 8 bits in four NEON instructions per 16 values (AArch64 builds).
+"""Quantize with NEON's rounding conversion and saturating narrows (AArch64 builds).
 
 Every quantized output of an int8 model ends in clip(round(x) + zero_point) cast to int8/uint8. Written as
 TIR (`te.round`, min, max, cast), LLVM turns it on AArch64 into frinti, fminnm, fmaxnm and fcvtzs per four
