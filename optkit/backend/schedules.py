@@ -360,9 +360,10 @@ def _split_column_phases(sch, conv) -> None:
         phases = _column_phases(stride)
         zero = 0.0 if "float" in str(buffer.dtype) else 0
         sch.transform_layout(pad, ("write", 0), phases, pad_value=zero)
+        # Loops in the new layout, so that the writes are contiguous (an odd width: transform_layout has
+        # already padded the loops); an int8 copy through deinterleave.py keeps the input's columns instead.
         if len(sch.get(pad).iter_vars) == 4 and not (stride == 2 and _deinterleaved_lanes(sch, pad)):
-            # an odd width: transform_layout has already padded the loops
-            sch.transform_block_layout(pad, phases)   # loops in the new layout: contiguous writes
+            sch.transform_block_layout(pad, phases)
 
 
 def _deinterleaved_lanes(sch, pad) -> int | None:
@@ -570,10 +571,10 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
             plane, _ = sch.split(plane, [None, group])
         for pad in padding:
             sch.compute_at(pad, plane)
-            lanes_in_pairs = _deinterleaved_lanes(sch, pad)
-            if len(sch.get(pad).writes[0].source.shape) == 5 and lanes_in_pairs:
-                _fill_then_deinterleave(sch, pad, lanes_in_pairs)
-            elif len(sch.get(pad).writes[0].source.shape) == 5:       # split into column phases
+            phased = len(sch.get(pad).writes[0].source.shape) == 5      # split into column phases
+            if phased and len(sch.get(pad).iter_vars) == 4:             # still iterating over the input's columns
+                _fill_then_deinterleave(sch, pad, _deinterleaved_lanes(sch, pad))
+            elif phased:
                 _deinterleave_rows(sch, pad)
             else:
                 _pad_plane_row(sch, pad, sch.get_loops(pad)[-1], lanes)
