@@ -42,8 +42,9 @@ def saturating_round(x, zero_point: int, out_dtype: str):
     return tirx.call_intrin(out_dtype, OP_NAME, x, tirx.IntImm("int32", int(zero_point)))
 
 
-def _plain(x, zero_point: int, dtype: tvm.DataType):
-    """The TIR expression the op stands for: quantize as TVM computes it."""
+def plain_quantize(x, zero_point: int, dtype: tvm.DataType):
+    """The TIR expression the op stands for, clip(round(x) + zero_point) cast: quantize as TVM computes it
+    (also quantized_value's form where no op is emitted)."""
     info = np.iinfo(str(dtype.with_lanes(1)))
     value = tirx.round(x) + _broadcast(tirx.FloatImm("float32", float(zero_point)), dtype.lanes)
     low, high = (_broadcast(tirx.FloatImm("float32", float(v)), dtype.lanes) for v in (info.min, info.max))
@@ -92,7 +93,7 @@ def _lower(call):
     zero_point = int((zero_point.value if isinstance(zero_point, tirx.Broadcast) else zero_point).value)
     if _building_for_aarch64() and dtype.lanes % _CHUNK == 0 and str(x.ty.dtype).startswith("float32"):
         return _neon(x, zero_point, dtype)
-    return _plain(x, zero_point, dtype)
+    return plain_quantize(x, zero_point, dtype)
 
 
 register_intrin_lowering(OP_NAME, "llvm", f=_lower, level=99)

@@ -37,7 +37,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from optkit.backend.deinterleave import deinterleaved
 from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights
 from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_calls, rewrite_functions
-from optkit.backend.saturating_round import saturating_round
+from optkit.backend.saturating_round import plain_quantize, saturating_round
 
 _CONV = tvm.ir.Op.get("relax.nn.conv2d")
 _MATMUL = tvm.ir.Op.get("relax.matmul")
@@ -200,11 +200,10 @@ def quantized_value(value, inverse_scale: float, zero_point: int, out_dtype: str
     """clip(round(value * inverse_scale) + zero_point) in out_dtype: TVM's quantize of one float32 value,
     with its division by the scale turned into a product. neon: as one saturating_round op, which AArch64
     builds turn into NEON's rounding conversion and saturating narrows (backend/saturating_round.py)."""
+    scaled = value * tirx.const(inverse_scale, "float32")
     if neon:
-        return saturating_round(value * tirx.const(inverse_scale, "float32"), zero_point, out_dtype)
-    info = np.iinfo(out_dtype)
-    value = te.round(value * tirx.const(inverse_scale, "float32")) + tirx.const(zero_point, "float32")
-    return tirx.max(tirx.min(value, float(info.max)), float(info.min)).astype(out_dtype)
+        return saturating_round(scaled, zero_point, out_dtype)
+    return plain_quantize(scaled, zero_point, tvm.DataType(out_dtype))
 
 
 def _quantize_times_inverse(x, *, inverse_scale: float, zero_point: int, out_dtype: str, neon: bool):
