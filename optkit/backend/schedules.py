@@ -33,7 +33,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from optkit.backend.dot_product import DOT_BLOCKS, PACK_BLOCKS, PIXELS, dot_product_kind, kind_of_block
+from optkit.backend.dot_product import (DOT_BLOCKS, PACK_BLOCKS, PIXELS, dot_product_kind, drop_start_read,
+                                        kind_of_block)
 from optkit.backend.rewrites.resize import COLS_BLOCK, PHASES_ATTR, ROWS_BLOCK
 
 SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
@@ -624,6 +625,8 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     if parallel:
         sch.parallel(tasks)
     init = sch.decompose_reduction(conv, rc)
+    if kind.correction_in_init:
+        drop_start_read(sch, conv)
     sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(x_v)
     if not (tensorize and kind.channels > 1):      # else f_i is the instruction's own loop

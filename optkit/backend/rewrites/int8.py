@@ -35,7 +35,7 @@ from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.deinterleave import deinterleaved
-from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights
+from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights, with_accumulator_start
 from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_calls, rewrite_functions
 from optkit.backend.saturating_round import plain_quantize, saturating_round
 
@@ -113,11 +113,15 @@ class _IntegerConv(PyExprMutator):
         shift = 0 if data == kind.data_dtype else (128 if data == "int8" else -128)
         weights, correction = pack_weights(w_q, zero_point + shift, kind)
         self.on_dot_product += 1
-        return self.builder_.emit(self.builder_.call_te(
+        call = self.builder_.call_te(
             dot_product_conv, x_q, relax.const(weights), relax.const(correction), zero_point=zero_point + shift,
             shift=shift, strides=[int(v) for v in attrs.strides], padding=[int(v) for v in attrs.padding],
             dilation=[int(v) for v in attrs.dilation], out_channels=int(w_q.shape[0]), kind=kind.name,
-            primfunc_name_hint=kind.block))
+            primfunc_name_hint=kind.block)
+        if kind.correction_in_init:
+            function = call.args[0]
+            self.builder_.update_func(function, with_accumulator_start(self.builder_.get()[function]))
+        return self.builder_.emit(call)
 
     def _matmul_weights(self, expr) -> tuple[np.ndarray, np.ndarray] | None:
         """(W_q [K, N] int8, per-column scale [N]) of a matmul's right operand that is a symmetric int8
