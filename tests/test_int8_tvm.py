@@ -376,3 +376,48 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
     got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
     steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
     assert steps.max() <= 1.0 + 1e-3, steps.max()
+
+
+@pytest.mark.parametrize("kind_name", ["sdot", "smull"])
+@pytest.mark.parametrize("channels, filters, kernel, stride, dilation", [(16, 16, 1, 1, 1), (6, 9, 3, 2, 1),
+                                                                         (12, 20, 3, 1, 2)])
+def test_arm_dot_convolutions_start_at_the_correction_exactly(kind_name, channels, filters, kernel, stride,
+                                                              dilation):
+    """The Arm kinds' accumulators start at -z_x * sum(weights) instead of subtracting it after the sum. TVM
+    0.27's create_prim_func drops a reduction's init, so with_accumulator_start writes it back: the function's
+    init must read the correction, the tensorized schedule must still apply, and the sum must be exact."""
+    import tvm
+    from tvm import te
+    from tvm.s_tir import Schedule
+
+    from optkit.backend.dot_product import KINDS, dot_product_conv, pack_weights, with_accumulator_start
+    from optkit.backend.schedules import schedule_dot_conv, schedule_function
+
+    kind = next(k for k in KINDS if k.name == kind_name)
+    rng = np.random.default_rng(3)
+    size, pad, zero_point = 13, dilation * (kernel // 2), -7
+    x = rng.integers(-128, 128, (1, channels, size, size)).astype(np.int8)
+    w = rng.integers(-127, 128, (filters, channels, kernel, kernel)).astype(np.int8)
+    packed, correction = pack_weights(w, zero_point, kind)
+    tensors = [te.placeholder(a.shape, str(a.dtype), name=n) for a, n in ((x, "x"), (packed, "w"), (correction, "c"))]
+    out = dot_product_conv(*tensors, zero_point=zero_point, shift=0, strides=[stride] * 2, padding=[pad] * 4,
+                           dilation=[dilation] * 2, out_channels=filters, kind=kind_name)
+    func = with_accumulator_start(te.create_prim_func([*tensors, out]))
+    assert "T.init():" in func.script() and "= c[" in func.script().split("T.init():")[1].splitlines()[1]
+    tensorized = Schedule(func)
+    schedule_dot_conv(tensorized, tensorized.get_sblock(kind.block), 4, parallel=False, tensorize=True)
+
+    scheduled, rule = schedule_function(func, 4, dot_kinds=set())
+    assert rule == "dot"
+    lib = tvm.compile(tvm.IRModule({"main": scheduled}), target="llvm")
+    got = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], np.int32))
+    lib["main"](*(tvm.runtime.tensor(a) for a in (x, packed, correction)), got)
+
+    padded = np.pad(x.astype(np.int64) - zero_point, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out_size = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    expected = np.zeros((1, filters, out_size, out_size), np.int64)
+    for dy in range(kernel):
+        for dx in range(kernel):
+            window = padded[:, :, dy * dilation::stride, dx * dilation::stride][:, :, :out_size, :out_size]
+            expected += np.einsum("nchw,fc->nfhw", window, w[:, :, dy, dx].astype(np.int64))
+    np.testing.assert_array_equal(got.numpy(), expected)

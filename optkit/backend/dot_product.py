@@ -234,7 +234,8 @@ def kind_of_block(name: str) -> DotKind | None:
 def pack_weights(w_q: np.ndarray, zero_point: int, kind: DotKind) -> tuple[np.ndarray, np.ndarray]:
     """(weights [F8, C/4, KH, KW, 4] int8, or [F8/8, C/4, KH, KW, 8, 4] for a kind that takes 8 channels per
     call; correction [F8] int32: z_x * the channel's weight sum, negated for a kind whose accumulator starts
-    at it) from OIHW int8 weights and the data's zero point (in the data type the instruction takes). The other kinds keep the first layout: the host's shipped tuning records are for it."""
+    at it) from OIHW int8 weights and the data's zero point (in the data type the instruction takes). The
+    other kinds keep the first layout: the host's shipped tuning records are for it."""
     f, c, kh, kw = w_q.shape
     f8, c4 = -(-f // PIXELS) * PIXELS, -(-c // GROUP)
     padded = np.zeros((f8, c4 * GROUP, kh, kw), np.int8)

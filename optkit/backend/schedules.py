@@ -33,8 +33,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from optkit.backend.dot_product import (DOT_BLOCKS, PACK_BLOCKS, PIXELS, dot_product_kind, drop_start_read,
-                                        kind_of_block)
+from optkit.backend.dot_product import DOT_BLOCKS, PACK_BLOCKS, PIXELS, dot_product_kind, drop_start_read, kind_of_block
 from optkit.backend.rewrites.resize import COLS_BLOCK, PHASES_ATTR, ROWS_BLOCK
 
 SCHEDULED = "tirx.is_scheduled"   # set by MetaScheduleApplyDatabase on tuned functions, and by us
