@@ -117,10 +117,11 @@ def test_arm_cores_without_dot_product_sum_dense_convs_in_float_where_exact(quan
 
 
 @pytest.mark.emulation
-@pytest.mark.parametrize("target, instruction", [("snapdragon845", "sdot"), ("rk3399", "sadalp")])
+@pytest.mark.parametrize("target, instruction", [("snapdragon845", "sdot"), ("rk3399", "smlal")])
 def test_arm_int8_builds_match_onnxruntime_qdq_under_emulation(quantized, tmp_path, target, instruction, sysroot_ready):
     """snapdragon845 puts the dense convs (stride 2, padding, 1x1, dilation 2, odd sizes) on `sdot`, rk3399 on
-    NEON widening multiplies (smull, addp, sadalp); the AArch64 library itself runs under qemu within one
+    NEON widening multiplies, two channel groups at a time (smull, smlal, sadalp; 3 and 12 channels padded to
+    an even group count); the AArch64 library itself runs under qemu within one
     quantization step of onnxruntime."""
     import subprocess
 
@@ -381,11 +382,11 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])
 @pytest.mark.parametrize("channels, filters, kernel, stride, dilation", [(16, 16, 1, 1, 1), (6, 9, 3, 2, 1),
                                                                          (12, 20, 3, 1, 2)])
-def test_arm_dot_convolutions_start_at_the_correction_exactly(kind_name, channels, filters, kernel, stride,
-                                                              dilation):
-    """The Arm kinds' accumulators start at -z_x * sum(weights) instead of subtracting it after the sum. TVM
-    0.27's create_prim_func drops a reduction's init, so with_accumulator_start writes it back: the function's
-    init must read the correction, the tensorized schedule must still apply, and the sum must be exact."""
+def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, stride, dilation):
+    """The Arm kinds' own forms: sdot's accumulators start at -z_x * sum(weights) (TVM 0.27's create_prim_func
+    drops a reduction's init, so with_accumulator_start writes it back: the function's init must read the
+    correction); the widening kind sums two channel groups per call into 2 lanes per pixel (odd group counts
+    padded). The tensorized schedule must apply, and the untensorized build of the same schedule be exact."""
     import tvm
     from tvm import te
     from tvm.s_tir import Schedule
@@ -402,8 +403,10 @@ def test_arm_dot_convolutions_start_at_the_correction_exactly(kind_name, channel
     tensors = [te.placeholder(a.shape, str(a.dtype), name=n) for a, n in ((x, "x"), (packed, "w"), (correction, "c"))]
     out = dot_product_conv(*tensors, zero_point=zero_point, shift=0, strides=[stride] * 2, padding=[pad] * 4,
                            dilation=[dilation] * 2, out_channels=filters, kind=kind_name)
-    func = with_accumulator_start(te.create_prim_func([*tensors, out]))
-    assert "T.init():" in func.script() and "= c[" in func.script().split("T.init():")[1].splitlines()[1]
+    func = te.create_prim_func([*tensors, out])
+    if kind.correction_in_init:
+        func = with_accumulator_start(func)
+        assert "= c[" in func.script().split("T.init():")[1].splitlines()[1]
     tensorized = Schedule(func)
     schedule_dot_conv(tensorized, tensorized.get_sblock(kind.block), 4, parallel=False, tensorize=True)
 

@@ -41,6 +41,8 @@ from tvm import ir, te, tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from optkit.backend.deinterleave import deinterleaved
+
 GROUP = 4                               # bytes summed into each int32 lane
 
 
@@ -58,13 +60,14 @@ class DotKind:
     min_weight: int = -128  # weights below it do not fit the kind's arithmetic (that layer keeps another form)
     channels: int = 1       # output channels per tensorized call (8: weights read as vectors, one lane each)
     correction_in_init: bool = False    # the accumulator starts at -correction (no subtraction after the sum)
+    channel_pairs: bool = False         # two channel groups per call, each pixel's sum in 2 int32 lanes
 
 
 VNNI = DotKind("vnni", 8, "uint8", "optkit_vpdpbusd_8x4", "conv2d_dot_u8s8", "pack_u8x4")
 SDOT = DotKind("sdot", 4, "int8", "optkit_sdot_8x4x4", "conv2d_dot_s8s8", "pack_s8x4", channels=8,
                correction_in_init=True)
-WIDENING = DotKind("smull", 4, "int8", "optkit_smull_4x4", "conv2d_smull_s8s8", "pack_s8x4_smull", min_weight=-127,
-                   correction_in_init=True)
+WIDENING = DotKind("smull", 4, "int8", "optkit_smull_4x2x8", "conv2d_smull_s8s8", "pack_s8x4_smull", min_weight=-127,
+                   channel_pairs=True)
 KINDS = (VNNI, SDOT, WIDENING)
 DOT_BLOCKS = tuple(k.block for k in KINDS)
 PACK_BLOCKS = tuple(k.pack_block for k in KINDS)
@@ -224,29 +227,55 @@ def _register_start() -> None:
 _register_start()
 
 
-def _register_widening() -> None:
-    """SDOT's contract on plain NEON (Cortex-A53/A72): smull + smull2 give the 16 int16 products, addp sums
-    the pairs (exact in int16 while the weights avoid -128), sadalp adds the pairs of pairs into the 4 int32
-    pixel lanes: 5 instructions for 16 multiply-adds."""
-    description = _pixels_description(4, "int8")
+def _neon(name, *args, dtype):
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(name), *args, dtype=dtype)
 
-    def intrinsic(name, *args, dtype):
-        return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(name), *args, dtype=dtype)
+
+def _pair_products(A, B, high: bool):
+    """int16 lanes of pixels 0-1 (or 2-3) x 4 channels: group 0's products plus group 1's (smull, smlal; exact
+    in int16 while the weights avoid -128). Each group's 4 weight bytes are stored twice (pack_weights), so the
+    8 bytes the instruction takes are one load: the declared region is the first 4."""
+    half = T.vectorhigh if high else T.vectorlow
+    return (_neon("llvm.aarch64.neon.smull.v8i16", half(A.vload([0, 0, 0, 0, 0], "int8x16"), dtype="int8x8"),
+                  B.vload([0, 0], "int8x8"), dtype="int16x8")
+            + _neon("llvm.aarch64.neon.smull.v8i16", half(A.vload([1, 0, 0, 0, 0], "int8x16"), dtype="int8x8"),
+                    B.vload([1, 0], "int8x8"), dtype="int16x8"))
+
+
+def _register_widening() -> None:
+    """SDOT's contract on plain NEON (Cortex-A53/A72), two channel groups at a time: smull + smlal (and their
+    high halves) give each pixel's 4 channel pairs in int16, sadalp adds neighbouring pairs into 2 int32 lanes
+    per pixel (C[2 * pixel + half]); the conv sums the two lanes once, after the reduction. 6 instructions for 32
+    multiply-adds (one group at a time, smull + smull2 + addp + sadalp: 8)."""
 
     @T.prim_func(s_tir=True)
-    def implementation(A: T.Buffer((4, 4), "int8", offset_factor=1), B: T.Buffer((4,), "int8", offset_factor=1),
-                       C: T.Buffer((4,), "int32", offset_factor=1, scope="global")) -> None:
+    def description(a: T.handle, b: T.handle, c: T.handle) -> None:
+        a_group, a_row, a_phase = T.int32(), T.int32(), T.int32()
+        A = T.match_buffer(a, (2, 1, 1, 4, 4), "int8", offset_factor=1, strides=[a_group, a_row, a_phase, 4, 1])
+        B = T.match_buffer(b, (2, 4), "int8", offset_factor=1, strides=[8, 1])
+        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="global")
         with T.sblock("root"):
-            T.reads(C[0:4], A[0:4, 0:4], B[0:4])
-            T.writes(C[0:4])
-            C[T.ramp(T.int32(0), 1, 4)] = C.vload([0], dtype="int32x4") + intrinsic(
-                "llvm.aarch64.neon.saddlp.v4i32.v8i16", intrinsic(
-                    "llvm.aarch64.neon.addp.v8i16",
-                    intrinsic("llvm.aarch64.neon.smull.v8i16", T.vectorlow(A.vload([0, 0], "int8x16"), dtype="int8x8"),
-                              _repeated(B, 2), dtype="int16x8"),
-                    intrinsic("llvm.aarch64.neon.smull.v8i16", T.vectorhigh(A.vload([0, 0], "int8x16"), dtype="int8x8"),
-                              _repeated(B, 2), dtype="int16x8"),
-                    dtype="int16x8"), dtype="int32x4")
+            T.reads(C[0:8], A[0:2, 0:1, 0:1, 0:4, 0:4], B[0:2, 0:4])
+            T.writes(C[0:8])
+            for j, q, k in T.grid(8, 2, 2):
+                with T.sblock("update"):
+                    vj, vq, vk = T.axis.remap("SRR", [j, q, k])
+                    C[vj] = C[vj] + (T.cast(A[vq, 0, 0, vj // 2, vj % 2 * 2 + vk], "int32")
+                                     * T.cast(B[vq, vj % 2 * 2 + vk], "int32"))
+
+    @T.prim_func(s_tir=True)
+    def implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+        a_group, a_row, a_phase = T.int32(), T.int32(), T.int32()
+        A = T.match_buffer(a, (2, 1, 1, 4, 4), "int8", offset_factor=1, strides=[a_group, a_row, a_phase, 4, 1])
+        B = T.match_buffer(b, (2, 4), "int8", offset_factor=1, strides=[8, 1])
+        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="global")
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:2, 0:1, 0:1, 0:4, 0:4], B[0:2, 0:4])
+            T.writes(C[0:8])
+            C[T.ramp(T.int32(0), 1, 4)] = C.vload([0], dtype="int32x4") + _neon(
+                "llvm.aarch64.neon.saddlp.v4i32.v8i16", _pair_products(A, B, False), dtype="int32x4")
+            C[T.ramp(T.int32(4), 1, 4)] = C.vload([4], dtype="int32x4") + _neon(
+                "llvm.aarch64.neon.saddlp.v4i32.v8i16", _pair_products(A, B, True), dtype="int32x4")
 
     TensorIntrin.register(WIDENING.intrin, description, implementation, override=True)
 
@@ -282,16 +311,22 @@ def kind_of_block(name: str) -> DotKind | None:
 
 def pack_weights(w_q: np.ndarray, zero_point: int, kind: DotKind) -> tuple[np.ndarray, np.ndarray]:
     """(weights [F8, C/4, KH, KW, 4] int8, or [F8/8, C/4, KH, KW, 8, 4] for a kind that takes 8 channels per
-    call; correction [F8] int32: z_x * the channel's weight sum, negated for a kind whose accumulator starts
-    at it) from OIHW int8 weights and the data's zero point (in the data type the instruction takes). The
-    other kinds keep the first layout: the host's shipped tuning records are for it."""
+    call, or the channel-pair kind's [F8/8, C/8, KH, KW, 8, 2, 8]; correction [F8] int32: z_x * the channel's
+    weight sum, negated for a kind whose accumulator starts at it) from OIHW int8 weights and the data's zero
+    point (in the data type the instruction takes). The other kinds keep the first layout: the host's shipped
+    tuning records are for it."""
     f, c, kh, kw = w_q.shape
     f8, c4 = -(-f // PIXELS) * PIXELS, -(-c // GROUP)
+    c4 += c4 % 2 if kind.channel_pairs else 0
     padded = np.zeros((f8, c4 * GROUP, kh, kw), np.int8)
     padded[:f, :c] = w_q
     grouped = padded.reshape(f8 // PIXELS, PIXELS, c4, GROUP, kh, kw)
-    packed = np.ascontiguousarray(grouped.transpose(0, 2, 4, 5, 1, 3) if kind.channels > 1
-                                  else grouped.reshape(f8, c4, GROUP, kh, kw).transpose(0, 1, 3, 4, 2))
+    if kind.channel_pairs:      # [F8/8, C/8, KH, KW, 8, 2, 4 x 2]: a tile step's 8 channels x 2 groups, repeated
+        pairs = grouped.reshape(f8 // PIXELS, PIXELS, c4 // 2, 2, GROUP, kh, kw).transpose(0, 2, 5, 6, 1, 3, 4)
+        packed = np.ascontiguousarray(np.concatenate([pairs, pairs], axis=-1))
+    else:
+        packed = np.ascontiguousarray(grouped.transpose(0, 2, 4, 5, 1, 3) if kind.channels > 1
+                                      else grouped.reshape(f8, c4, GROUP, kh, kw).transpose(0, 1, 3, 4, 2))
     correction = (zero_point * padded.astype(np.int64).sum(axis=(1, 2, 3))).astype(np.int32)
     return packed, -correction if kind.correction_in_init else correction
 
@@ -303,7 +338,13 @@ def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, str
     point in that type."""
     kind = next(k for k in KINDS if k.name == kind)
     n, c, h, w = (int(d) for d in x.shape)
-    if kind.channels > 1:
+    if kind.channel_pairs:
+        f_blocks, c8, kh, kw, _, _, _ = (int(d) for d in weights.shape)
+        f8, c4 = f_blocks * PIXELS, c8 * 2
+
+        def weight(ff, rc, ry, rx, rk):
+            return weights[ff // PIXELS, rc // 2, ry, rx, ff % PIXELS, rc % 2, rk]
+    elif kind.channels > 1:
         f_blocks, c4, kh, kw, _, _ = (int(d) for d in weights.shape)
         f8 = f_blocks * PIXELS
 
@@ -331,6 +372,9 @@ def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, str
         return tirx.if_then_else(inside, value, fill)
 
     data = te.compute((n, c4, h + top + bottom, sx, phase_w, GROUP), packed, name=kind.pack_block)
+    if kind.channel_pairs:
+        return _channel_pairs_conv(data, weight, correction, kind, (f8, c4, kh, kw), (sy, sx), (dy, dx),
+                                   (out_channels, out_h, out_w, padded_w))
     rc, ry, rx, rk = (te.reduce_axis((0, e), name) for e, name in ((c4, "rc"), (kh, "ry"), (kw, "rx"), (GROUP, "rk")))
     acc = te.compute((n, f8, out_h, padded_w), lambda nn, ff, yy, xx: te.sum(
         data[nn, rc, yy * sy + ry * dy, (rx * dx) % sx, xx + (rx * dx) // sx, rk].astype("int32")
@@ -341,6 +385,27 @@ def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, str
                           name="drop_padding")
     return te.compute((n, out_channels, out_h, out_w),
                       lambda nn, ff, yy, xx: acc[nn, ff, yy, xx] - correction[ff], name="subtract_zero_point")
+
+
+def _channel_pairs_conv(data, weight, correction, kind, sizes, strides, dilation, outputs):
+    """The conv for a kind that takes two channel groups per call: each pixel's sum kept in 2 int32 lanes
+    (channels 0-1 and 2-3 of every group) through the reduction, added once at the end."""
+    (f8, c4, kh, kw), (sy, sx), (dy, dx), (out_channels, out_h, out_w, padded_w) = sizes, strides, dilation, outputs
+    n = int(data.shape[0])
+    rc, ry, rx, rq, rk = (te.reduce_axis((0, e), name)
+                          for e, name in ((c4 // 2, "rc"), (kh, "ry"), (kw, "rx"), (2, "rq"), (2, "rk")))
+    def product(nn, ff, yy, xx, hh):
+        return (data[nn, rc * 2 + rq, yy * sy + ry * dy, (rx * dx) % sx, xx + (rx * dx) // sx, hh * 2 + rk].astype("int32")
+                * weight(ff, rc * 2 + rq, ry, rx, hh * 2 + rk).astype("int32"))
+
+    # A pixel's two lanes side by side in the last axis (2x, 2x+1): TVM 0.27 cannot place a stage reading a
+    # constant index of an extra axis inside the tile.
+    acc = te.compute((n, f8, out_h, padded_w * 2), lambda nn, ff, yy, xh: te.sum(
+        product(nn, ff, yy, xh // 2, xh % 2), axis=[rc, ry, rx, rq, rk]), name=kind.block)
+    # Read as two vectors' even and odd lanes (uzp1, uzp2): vectorized plainly, LLVM moved the accumulators
+    # to the stack and gathered them lane by lane.
+    return te.compute((n, out_channels, out_h, out_w), lambda nn, ff, yy, xx: deinterleaved(acc(nn, ff, yy, xx * 2), 0)
+                      + deinterleaved(acc(nn, ff, yy, xx * 2 + 1), 1) - correction[ff], name="subtract_zero_point")
 
 
 def with_accumulator_start(func):

@@ -605,10 +605,18 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     (zero-point correction, rescale, bias, activation, requantize) in the tile; the input packed at the root."""
     kind = kind_of_block(sch.get(conv).name_hint)
     pixels = kind.pixels
-    n, f, y, x, rc, ry, rx, rk = sch.get_loops(conv)
+    if kind.channel_pairs:          # each pixel's 2 partial lanes (half) and the two groups (rq) innermost
+        n, f, y, x_half, rc, ry, rx, rq, rk = sch.get_loops(conv)
+        x, half = sch.split(x_half, [None, 2])
+        instruction = (half, rq, rk)
+    else:
+        n, f, y, x, rc, ry, rx, rk = sch.get_loops(conv)
+        instruction = (rk,)
     epilogue = _stages_after(sch, conv)
+    # Two instructions' pixels where they divide the row. The channel-pair kind keeps 2 accumulators per
+    # pixel vector, so its tile is 4 channels: 16 accumulators (8 channels spilled them every step).
     x_tile = 2 * pixels if _extent(sch, x) % (2 * pixels) == 0 else pixels
-    f_o, f_i = sch.split(f, [None, PIXELS])
+    f_o, f_i = sch.split(f, [None, PIXELS // 2 if kind.channel_pairs else PIXELS])
     x_o, x_i = sch.split(x, [None, x_tile])
     x_v, x_l = sch.split(x_i, [None, pixels])
     pointwise = _extent(sch, ry) == _extent(sch, rx) == 1
@@ -622,11 +630,11 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     elif kind.channels > 1:          # the instruction covers the tile's channels (x_v outside)
         sch.reorder(n, f_o, y, x_o, rc, ry, rx, x_v, f_i, x_l, rk)
     else:
-        sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, rk)
+        sch.reorder(n, f_o, y, x_o, rc, ry, rx, f_i, x_v, x_l, *instruction)
     acc = sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(acc, x_o, preserve_unit_loops=True)
     _epilogue_into_tile(sch, epilogue, x_o, {sch.get(conv).name_hint, sch.get(acc).name_hint})
-    sch.vectorize(sch.get_loops(acc)[-1])
+    sch.vectorize(_innermost(sch, acc, 2 if kind.channel_pairs else 1))
     steps = _extent(sch, rc) * _extent(sch, ry) * _extent(sch, rx)
     tasks = sch.fuse(n, f_o, y, x_o) if kind.channels > 1 and steps <= SHORT_DOT_REDUCTION else sch.fuse(n, f_o, y)
     if parallel:
@@ -639,12 +647,12 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
         # channel and spilled (pose, Cortex-A76 model: 127.2 M with loads, 123.7 M so; 127.0 M subtracting).
         sch.tensorize(sch.get_loops(init)[-2], START_INTRIN)
     else:
-        sch.vectorize(sch.get_loops(init)[-1])
+        sch.vectorize(_innermost(sch, init, 2 if kind.channel_pairs else 1))
     sch.unroll(x_v)
     if not (tensorize and kind.channels > 1):      # else f_i is the instruction's own loop
         sch.unroll(f_i)
     if tensorize:
-        sch.tensorize(f_i if kind.channels > 1 else x_l, kind.intrin)
+        sch.tensorize(f_i if kind.channels > 1 else sch.fuse(x_l, half) if kind.channel_pairs else x_l, kind.intrin)
     else:
         sch.unroll(x_l)
     # The packing interleaves 4 channel rows: written as unrolled scalars, LLVM's SLP vectorizer turns
@@ -657,6 +665,12 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     _, column = sch.split(columns, [None, pixels])
     sch.unroll(column)
     sch.unroll(channels)
+
+
+def _innermost(sch, block, count: int):
+    """The block's last `count` loops, fused."""
+    loops = sch.get_loops(block)[-count:]
+    return sch.fuse(*loops) if count > 1 else loops[0]
 
 
 def _vector_reduction(sch, block, spatial: int, lanes: int, parallel: bool) -> None:
