@@ -1,6 +1,6 @@
 """Integer convolutions on the CPU's dot-product instruction: x86 AVX-512 VNNI `vpdpbusd` and Arm's
 ARMv8.2 `sdot` (Cortex-A55/A75/A76 and later, Apple cores), and the same contract on plain NEON (Cortex-A53,
-A72) from widening multiplies (`smull`, `addp`, `sadalp`).
+A72) from widening multiplies (`smull`, `smlal`, `sadalp`).
 
 One instruction multiplies bytes pairwise and adds each group of four products into one int32 lane:
 `vpdpbusd` (256-bit) 32 unsigned x 32 signed bytes into 8 lanes, `sdot` (128-bit) 16 x 16 signed bytes into
@@ -24,9 +24,9 @@ Cortex-A76 model 177.1 -> 152.8 M instructions, against a load and an address pe
 shifted by 128 where its type differs from the instruction's (int8 to uint8 for VNNI, uint8 to int8 for
 sdot; the zero point moves with it); the correction term makes the sum exact either way.
 
-Without a dot product (Cortex-A53/A72) the same packed layout feeds 5 NEON instructions per 16 multiply-adds
-(WIDENING): pose on a Cortex-A72 model ran 392 M instructions with these convolutions as exact float32 FMAs,
-313 M so.
+Without a dot product (Cortex-A53/A72) the same packed layout, two channel groups at a time, feeds 6 NEON
+instructions per 32 multiply-adds (WIDENING): pose on a Cortex-A72 model ran 392 M instructions with these
+convolutions as exact float32 FMAs, 313 M one group at a time (8 per 32), 229 M so.
 
 `dot_product_conv` builds the TE compute; the schedule rule (schedules.schedule_dot_conv) tiles it and
 replaces its innermost pixels x 4 channels with the instruction (tensorize with the kind's intrinsic).
