@@ -395,6 +395,7 @@ def _channel_pairs_conv(data, weight, correction, kind, sizes, strides, dilation
     n = int(data.shape[0])
     rc, ry, rx, rq, rk = (te.reduce_axis((0, e), name)
                           for e, name in ((c4 // 2, "rc"), (kh, "ry"), (kw, "rx"), (2, "rq"), (2, "rk")))
+
     def product(nn, ff, yy, xx, hh):
         return (data[nn, rc * 2 + rq, yy * sy + ry * dy, (rx * dx) % sx, xx + (rx * dx) // sx, hh * 2 + rk].astype("int32")
                 * weight(ff, rc * 2 + rq, ry, rx, hh * 2 + rk).astype("int32"))
