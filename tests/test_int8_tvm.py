@@ -17,7 +17,7 @@ from optkit.pass_infra.manager import PassManager
 from optkit.pass_infra.spec import build_passes
 
 
-def conv_stack():
+def conv_stack(height: int = 17, width: int = 23):
     """conv3x3 s2 → BN → ReLU → depthwise 3x3 → ReLU → 1x1 → ReLU → dilated 3x3 (all convs quantized)."""
     rng = np.random.default_rng(0)
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
@@ -30,7 +30,8 @@ def conv_stack():
     inits = [init("w1", rand(rng, 8, 3, 3, 3)), *bn_inits(rng, "bn1", 8), init("wd", rand(rng, 8, 1, 3, 3)),
              init("bd", rand(rng, 8)), init("wp", rand(rng, 12, 8, 1, 1)), init("bp", rand(rng, 12)),
              init("wo", rand(rng, 5, 12, 3, 3)), init("bo", rand(rng, 5))]
-    return make(nodes, [fin("x", [1, 3, 17, 23])], [fin("y", [1, 5, 9, 12])], inits)
+    return make(nodes, [fin("x", [1, 3, height, width])], [fin("y", [1, 5, (height - 1) // 2 + 1, (width - 1) // 2 + 1])],
+                inits)
 
 
 @pytest.fixture
@@ -82,8 +83,8 @@ def test_dot_product_kind_follows_the_target():
 
 
 def test_weights_at_minus_128_keep_the_float_form_on_neon_widening(quantized):
-    """smull + addp sums two products in int16: exact only while no weight is -128 (-128 x -128 twice
-    overflows), so such a layer stays on the exact float32 form."""
+    """smull + smlal sums two products in int16: exact only while no weight is -128 (-128 x -128 twice
+    overflows), so such a layer stays on the exact float32 form (as does the 3-channel stem, one group)."""
     from optkit.backend.dot_product import WIDENING
     from optkit.backend.rewrites.int8 import integer_convolutions
 
@@ -94,8 +95,8 @@ def test_weights_at_minus_128_keep_the_float_form_on_neon_widening(quantized):
     w.flat[0] = -128
     pointwise.CopyFrom(numpy_helper.from_array(w, pointwise.name))
     mod, count, on_dot = integer_convolutions(to_relax(q, "q.onnx"), dot_product=WIDENING, float_dense=True)
-    assert (count, on_dot) == (4, 2)
-    assert mod.script().count("cls.group_conv2d_int8") == 2
+    assert (count, on_dot) == (4, 1)
+    assert mod.script().count("cls.group_conv2d_int8") == 3
 
 
 def test_arm_cores_without_dot_product_sum_dense_convs_in_float_where_exact(quantized):
@@ -120,15 +121,16 @@ def test_arm_cores_without_dot_product_sum_dense_convs_in_float_where_exact(quan
 @pytest.mark.parametrize("target, instruction", [("snapdragon845", "sdot"), ("rk3399", "smlal")])
 def test_arm_int8_builds_match_onnxruntime_qdq_under_emulation(quantized, tmp_path, target, instruction, sysroot_ready):
     """snapdragon845 puts the dense convs (stride 2, padding, 1x1, dilation 2, odd sizes) on `sdot`, rk3399 on
-    NEON widening multiplies, two channel groups at a time (smull, smlal, sadalp; 3 and 12 channels padded to
-    an even group count); the AArch64 library itself runs under qemu within one
+    NEON widening multiplies, two channel groups at a time (smull, smlal, sadalp; 12 channels padded to an even
+    group count, the 3-channel stem as float sums); the AArch64 library itself runs under qemu within one
     quantization step of onnxruntime."""
     import subprocess
 
     q, path = quantized
     result = compile_model(path, get_target(target), tmp_path / "sd845", passes="", validate="emulate")
-    assert result.manifest["dot_product_convolutions"] == 3
-    assert result.manifest["schedules"]["functions"].get("dot", 0) == 3          # tensorized, no fallback
+    packed = 3 if instruction == "sdot" else 2       # the widening kind leaves the 3-channel stem in float
+    assert result.manifest["dot_product_convolutions"] == packed
+    assert result.manifest["schedules"]["functions"].get("dot", 0) == packed     # tensorized, no fallback
     assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
     disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "sd845" / "model.so")],
                                  capture_output=True, text=True, check=True).stdout
@@ -424,3 +426,27 @@ def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, st
             window = padded[:, :, dy * dilation::stride, dx * dilation::stride][:, :, :out_size, :out_size]
             expected += np.einsum("nchw,fc->nfhw", window, w[:, :, dy, dx].astype(np.int64))
     np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.emulation
+def test_widening_convs_add_each_pixels_lanes_with_addp_under_emulation(tmp_path, save, sysroot_ready):
+    """On rows of whole 8-pixel tiles (16 wide) the channel-pair kind adds each pixel's two partial lanes with
+    one `addp` per 4 pixels (backend/pair_sum.py); the library runs under qemu within one step of
+    onnxruntime."""
+    import subprocess
+
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 1, 3, 32, 32)).astype(np.float32))
+    q, _ = PassManager(build_passes("mobile,quantize-int8")).run(
+        conv_stack(32, 32), PassContext(calibration=from_npz(tmp_path / "calib.npz")))
+    path = save(q, "q32.onnx")
+    result = compile_model(path, get_target("rk3399"), tmp_path / "rk", passes="", validate="emulate")
+    assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
+    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "rk" / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    assert any("addp" in line and ".4s" in line for line in disassembly.splitlines())
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    got = run_artifact(tmp_path / "rk", {"x": x}, emulate=True).outputs["y"]
+    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
+    assert steps.max() <= 1.0 + 1e-3, steps.max()

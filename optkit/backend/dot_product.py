@@ -41,7 +41,7 @@ from tvm import ir, te, tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from optkit.backend.deinterleave import deinterleaved
+from optkit.backend.pair_sum import pair_sum
 
 GROUP = 4                               # bytes summed into each int32 lane
 
@@ -404,10 +404,10 @@ def _channel_pairs_conv(data, weight, correction, kind, sizes, strides, dilation
     # constant index of an extra axis inside the tile.
     acc = te.compute((n, f8, out_h, padded_w * 2), lambda nn, ff, yy, xh: te.sum(
         product(nn, ff, yy, xh // 2, xh % 2), axis=[rc, ry, rx, rq, rk]), name=kind.block)
-    # Read as two vectors' even and odd lanes (uzp1, uzp2): vectorized plainly, LLVM moved the accumulators
-    # to the stack and gathered them lane by lane.
-    return te.compute((n, out_channels, out_h, out_w), lambda nn, ff, yy, xx: deinterleaved(acc(nn, ff, yy, xx * 2), 0)
-                      + deinterleaved(acc(nn, ff, yy, xx * 2 + 1), 1) - correction[ff], name="subtract_zero_point")
+    # One `addp` per 4 pixels (backend/pair_sum.py; as deinterleaved loads, uzp1 + uzp2 + add; vectorized
+    # plainly, LLVM moved the accumulators to the stack and gathered them lane by lane).
+    return te.compute((n, out_channels, out_h, out_w), lambda nn, ff, yy, xx: pair_sum(
+        acc(nn, ff, yy, xx * 2), acc(nn, ff, yy, xx * 2 + 1)) - correction[ff], name="subtract_zero_point")
 
 
 def with_accumulator_start(func):

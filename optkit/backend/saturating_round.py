@@ -82,7 +82,7 @@ def _neon(x, zero_point: int, dtype: tvm.DataType):
     return tirx.Let(value, x, out)
 
 
-def _building_for_aarch64() -> bool:
+def building_for_aarch64() -> bool:
     target = tvm.target.Target.current(allow_none=True)
     return target is not None and "aarch64" in str(target.attrs.get("mtriple", ""))
 
@@ -91,7 +91,7 @@ def _lower(call):
     x, zero_point = call.args
     dtype = tvm.DataType(str(call.ty.dtype))
     zero_point = int((zero_point.value if isinstance(zero_point, tirx.Broadcast) else zero_point).value)
-    if _building_for_aarch64() and dtype.lanes % _CHUNK == 0 and str(x.ty.dtype).startswith("float32"):
+    if building_for_aarch64() and dtype.lanes % _CHUNK == 0 and str(x.ty.dtype).startswith("float32"):
         return _neon(x, zero_point, dtype)
     return plain_quantize(x, zero_point, dtype)
 

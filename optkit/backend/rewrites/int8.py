@@ -35,7 +35,7 @@ from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.deinterleave import deinterleaved
-from optkit.backend.dot_product import DotKind, dot_product_conv, pack_weights, with_accumulator_start
+from optkit.backend.dot_product import GROUP, DotKind, dot_product_conv, pack_weights, with_accumulator_start
 from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_calls, rewrite_functions
 from optkit.backend.saturating_round import plain_quantize, saturating_round
 
@@ -106,6 +106,12 @@ class _IntegerConv(PyExprMutator):
         return self.builder_.emit(self.builder_.call_te(conv, x_q, relax.const(w_q.astype(np.float32)),
                                                         primfunc_name_hint="group_conv2d_int8"))
 
+    def _one_group_in_float(self, w_q: np.ndarray) -> bool:
+        """A layer of at most 4 input channels (an RGB stem) on the channel-pair kind would be padded to two
+        groups and do twice its multiply-adds; float32 FMAs over the integers do it exactly."""
+        return (self.dot_product.channel_pairs and self.float_dense and w_q.shape[1] <= GROUP
+                and _exact_in_float32(w_q))
+
     def _dot_product_conv(self, x_q, w_q: np.ndarray, zero_point: int, attrs):
         """int32 conv2d(x_q - zero_point, w_q) as backend/dot_product.py's packed convolution."""
         kind = self.dot_product
@@ -175,7 +181,8 @@ class _IntegerConv(PyExprMutator):
         s_w = np.broadcast_to(s_w.astype(np.float64), (cout,)) if s_w.size in (1, cout) else None
         if s_w is None or (s_w.size == cout and s_w.ndim == 1 and int(dq_w.attrs.axis) not in (0, -4) and cout > 1):
             return call
-        if self.dot_product and int(attrs.groups) == 1 and w_q.min() >= self.dot_product.min_weight:
+        if self.dot_product and int(attrs.groups) == 1 and w_q.min() >= self.dot_product.min_weight \
+                and not self._one_group_in_float(w_q):
             acc = self._dot_product_conv(x_q, w_q, zero_point, attrs)
         elif (int(attrs.groups) > 1 or self.float_dense) and _exact_in_float32(w_q):
             acc = self._float_accumulated_conv(x_q, w_q, zero_point, attrs)
