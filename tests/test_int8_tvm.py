@@ -407,7 +407,7 @@ def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, st
                            dilation=[dilation] * 2, out_channels=filters, kind=kind_name)
     func = te.create_prim_func([*tensors, out])
     if kind.correction_in_init:
-        func = with_accumulator_start(func)
+        func = with_accumulator_start(func, kind)
         assert "= c[" in func.script().split("T.init():")[1].splitlines()[1]
     tensorized = Schedule(func)
     schedule_dot_conv(tensorized, tensorized.get_sblock(kind.block), 4, parallel=False, tensorize=True)

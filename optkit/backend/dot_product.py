@@ -410,7 +410,7 @@ def _channel_pairs_conv(data, weight, correction, kind, sizes, strides, dilation
         acc(nn, ff, yy, xx * 2), acc(nn, ff, yy, xx * 2 + 1)) - correction[ff], name="subtract_zero_point")
 
 
-def with_accumulator_start(func):
+def with_accumulator_start(func, kind: DotKind):
     """The PrimFunc of a kind's `dot_product_conv` with its accumulator starting at the correction (the start
     is the 1-D int32 parameter). `te.create_prim_func` drops a reduction's `init` (TVM 0.27: the block's
     `T.init()` stores 0 whatever `te.sum` was given), so it is written back into the block here. Starting the
@@ -418,7 +418,6 @@ def with_accumulator_start(func):
     7.45 -> 7.16 M instructions; pose 127.0 -> 123.7 M)."""
     from tvm.s_tir import Schedule
 
-    kind = next(k for k in KINDS if k.correction_in_init and _has_block(func, k.block))
     sch = Schedule(func)
     conv = sch.get_sblock(kind.block)
     block = sch.get(conv)
@@ -459,13 +458,3 @@ def _replace(sch, block_rv, *, reads, init) -> None:
     new = SBlock(block.iter_vars, reads, block.writes, block.name_hint, block.body, init, block.alloc_buffers,
                  block.match_buffers, block.annotations)
     sch.state.replace(sch.get_sref(block_rv), new, {block: new})
-
-
-def _has_block(func, name: str) -> bool:
-    from tvm.s_tir import Schedule
-
-    try:
-        Schedule(func).get_sblock(name)
-        return True
-    except Exception:
-        return False

@@ -126,7 +126,7 @@ class _IntegerConv(PyExprMutator):
             primfunc_name_hint=kind.block)
         if kind.correction_in_init:
             function = call.args[0]
-            self.builder_.update_func(function, with_accumulator_start(self.builder_.get()[function]))
+            self.builder_.update_func(function, with_accumulator_start(self.builder_.get()[function], kind))
         return self.builder_.emit(call)
 
     def _matmul_weights(self, expr) -> tuple[np.ndarray, np.ndarray] | None:
