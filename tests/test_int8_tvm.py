@@ -383,12 +383,13 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
 
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])
 @pytest.mark.parametrize("channels, filters, kernel, stride, dilation", [(16, 16, 1, 1, 1), (6, 9, 3, 2, 1),
-                                                                         (12, 20, 3, 1, 2)])
+                                                                         (12, 20, 3, 1, 2), (16, 3, 5, 1, 1)])
 def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, stride, dilation):
     """The Arm kinds' own forms: sdot's accumulators start at -z_x * sum(weights) (TVM 0.27's create_prim_func
     drops a reduction's init, so with_accumulator_start writes it back: the function's init must read the
     correction); the widening kind sums two channel groups per call into 2 lanes per pixel (odd group counts
-    padded). The tensorized schedule must apply, and the untensorized build of the same schedule be exact."""
+    padded) and computes output channels in tiles of 4 (sdot: 8), so a 3-channel output (style's last layer)
+    computes 4. The tensorized schedule must apply, and the untensorized build of the same schedule be exact."""
     import tvm
     from tvm import te
     from tvm.s_tir import Schedule
@@ -405,6 +406,8 @@ def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, st
     tensors = [te.placeholder(a.shape, str(a.dtype), name=n) for a, n in ((x, "x"), (packed, "w"), (correction, "c"))]
     out = dot_product_conv(*tensors, zero_point=zero_point, shift=0, strides=[stride] * 2, padding=[pad] * 4,
                            dilation=[dilation] * 2, out_channels=filters, kind=kind_name)
+    tile = {"sdot": 8, "smull": 4}[kind_name]
+    assert int(out.op.input_tensors[0].shape[1]) == -(-filters // tile) * tile      # channels computed
     func = te.create_prim_func([*tensors, out])
     if kind.correction_in_init:
         func = with_accumulator_start(func, kind)

@@ -11,7 +11,8 @@ four input channels of a pixel side by side in memory, in the data type the inst
                                               fp32 rule: a stride-s row split into s contiguous phases);
                                               padding and missing channels hold the zero point
     weights[f, c/4, ky, kx, c%4]      int8    packed at compile time, output channels padded to 8 (sdot:
-                                              [f/8, c/4, ky, kx, f%8, c%4], a tile's 8 channels side by side)
+                                              [f/8, c/4, ky, kx, f%8, c%4], a tile's 8 channels side by side;
+                                              the channel-pair kind's tile is 4 channels, padded to 4)
     acc[n, f, y, x] = sum data * weights - z_x * sum_c,ky,kx weights[f]   (int32, exact)
 
 (the Arm kinds start the sum at -z_x * sum weights[f], broadcast into the tile's accumulators, instead of
@@ -61,13 +62,14 @@ class DotKind:
     channels: int = 1       # output channels per tensorized call (8: weights read as vectors, one lane each)
     correction_in_init: bool = False    # the accumulator starts at -correction (no subtraction after the sum)
     channel_pairs: bool = False         # two channel groups per call, each pixel's sum in 2 int32 lanes
+    channel_tile: int = 8   # output channels of a register tile; they are padded to a multiple of it
 
 
 VNNI = DotKind("vnni", 8, "uint8", "optkit_vpdpbusd_8x4", "conv2d_dot_u8s8", "pack_u8x4")
 SDOT = DotKind("sdot", 4, "int8", "optkit_sdot_8x4x4", "conv2d_dot_s8s8", "pack_s8x4", channels=8,
                correction_in_init=True)
 WIDENING = DotKind("smull", 4, "int8", "optkit_smull_4x2x8", "conv2d_smull_s8s8", "pack_s8x4_smull", min_weight=-127,
-                   channel_pairs=True)
+                   channel_pairs=True, channel_tile=4)
 KINDS = (VNNI, SDOT, WIDENING)
 DOT_BLOCKS = tuple(k.block for k in KINDS)
 PACK_BLOCKS = tuple(k.pack_block for k in KINDS)
@@ -312,18 +314,19 @@ def kind_of_block(name: str) -> DotKind | None:
 
 def pack_weights(w_q: np.ndarray, zero_point: int, kind: DotKind) -> tuple[np.ndarray, np.ndarray]:
     """(weights [F8, C/4, KH, KW, 4] int8, or [F8/8, C/4, KH, KW, 8, 4] for a kind that takes 8 channels per
-    call, or the channel-pair kind's [F8/8, C/8, KH, KW, 8, 2, 16]; correction [F8] int32: z_x * the channel's
-    weight sum, negated for a kind whose accumulator starts at it) from OIHW int8 weights and the data's zero
-    point (in the data type the instruction takes). The other kinds keep the first layout: the host's shipped
-    tuning records are for it."""
+    call, or the channel-pair kind's [F4/4, C/8, KH, KW, 4, 2, 16]; correction [F8] (F4) int32: z_x * the
+    channel's weight sum, negated for a kind whose accumulator starts at it) from OIHW int8 weights and the
+    data's zero point (in the data type the instruction takes). Output channels are padded to the kind's
+    register tile. The other kinds keep the first layout: the host's shipped tuning records are for it."""
     f, c, kh, kw = w_q.shape
-    f8, c4 = -(-f // PIXELS) * PIXELS, -(-c // GROUP)
+    tile = kind.channel_tile
+    f8, c4 = -(-f // tile) * tile, -(-c // GROUP)
     c4 += c4 % 2 if kind.channel_pairs else 0
     padded = np.zeros((f8, c4 * GROUP, kh, kw), np.int8)
     padded[:f, :c] = w_q
-    grouped = padded.reshape(f8 // PIXELS, PIXELS, c4, GROUP, kh, kw)
-    if kind.channel_pairs:      # [F8/8, C/8, KH, KW, 8, 2, 4 x 4]: a tile step's 8 channels x 2 groups, repeated
-        pairs = grouped.reshape(f8 // PIXELS, PIXELS, c4 // 2, 2, GROUP, kh, kw).transpose(0, 2, 5, 6, 1, 3, 4)
+    grouped = padded.reshape(f8 // tile, tile, c4, GROUP, kh, kw)
+    if kind.channel_pairs:      # [F4/4, C/8, KH, KW, 4, 2, 4 x 4]: a tile step's 4 channels x 2 groups, repeated
+        pairs = grouped.reshape(f8 // tile, tile, c4 // 2, 2, GROUP, kh, kw).transpose(0, 2, 5, 6, 1, 3, 4)
         packed = np.ascontiguousarray(np.concatenate([pairs] * 4, axis=-1))
     else:
         packed = np.ascontiguousarray(grouped.transpose(0, 2, 4, 5, 1, 3) if kind.channels > 1
@@ -340,11 +343,11 @@ def dot_product_conv(x, weights, correction, *, zero_point: int, shift: int, str
     kind = next(k for k in KINDS if k.name == kind)
     n, c, h, w = (int(d) for d in x.shape)
     if kind.channel_pairs:
-        f_blocks, c8, kh, kw, _, _, _ = (int(d) for d in weights.shape)
-        f8, c4 = f_blocks * PIXELS, c8 * 2
+        f_blocks, c8, kh, kw, tile, _, _ = (int(d) for d in weights.shape)
+        f8, c4 = f_blocks * tile, c8 * 2
 
         def weight(ff, rc, ry, rx, rk):
-            return weights[ff // PIXELS, rc // 2, ry, rx, ff % PIXELS, rc % 2, rk]
+            return weights[ff // tile, rc // 2, ry, rx, ff % tile, rc % 2, rk]
     elif kind.channels > 1:
         f_blocks, c4, kh, kw, _, _ = (int(d) for d in weights.shape)
         f8 = f_blocks * PIXELS

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from optkit.backend.dot_product import (
     DOT_BLOCKS,
     PACK_BLOCKS,
-    PIXELS,
     START_INTRIN,
     dot_product_kind,
     kind_of_block,
@@ -616,7 +615,7 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     # Two instructions' pixels where they divide the row. The channel-pair kind keeps 2 accumulators per
     # pixel vector, so its tile is 4 channels: 16 accumulators (8 channels spilled them every step).
     x_tile = 2 * pixels if _extent(sch, x) % (2 * pixels) == 0 else pixels
-    f_o, f_i = sch.split(f, [None, PIXELS // 2 if kind.channel_pairs else PIXELS])
+    f_o, f_i = sch.split(f, [None, kind.channel_tile])
     x_o, x_i = sch.split(x, [None, x_tile])
     x_v, x_l = sch.split(x_i, [None, pixels])
     pointwise = _extent(sch, ry) == _extent(sch, rx) == 1
