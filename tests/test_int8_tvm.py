@@ -306,6 +306,44 @@ def test_requantize_folds_into_one_multiply_add_and_matches_onnxruntime(quantize
     assert np.mean(off) < 0.01, off
 
 
+@pytest.mark.parametrize("kind_name", ["sdot", "smull"])
+def test_packed_convs_hold_their_bias_in_the_sum_and_match_onnxruntime(quantized, kind_name):
+    """On the Arm kinds a packed conv's int32 bias joins its correction constant, so its requantize is one
+    multiply per output with no per-channel addend (2 operands, not 3), the zero point
+    added by the saturating narrow; built for the host (no tensorize) the model is onnxruntime's within one
+    step, off by one only where a value lies within float32 rounding of a half step."""
+    import tvm
+    from tvm import relax
+
+    from optkit.backend.build import build
+    from optkit.backend.dot_product import KINDS
+    from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
+    from optkit.backend.rewrites.requantize import folded_requantize
+    from optkit.backend.runtime.vm_runner import run_main
+
+    q, _ = quantized
+    kind = next(k for k in KINDS if k.name == kind_name)
+    mod, _, on_dot = integer_convolutions(to_relax(q, "q.onnx"), kind, float_dense=True)
+    assert on_dot == (2 if kind.channel_pairs else 3)       # the 3-channel stem stays float on the pairs kind
+    mod, folded = folded_requantize(mod)
+    assert folded == 4
+    requantizes = [b.value for block in mod["main"].body.blocks for b in block.bindings
+                   if isinstance(b.value, relax.Call) and isinstance(b.value.args[0], tvm.ir.GlobalVar)
+                   and b.value.args[0].name_hint.startswith("requantize")]
+    operands = sorted(len(call.args[1].fields) for call in requantizes)
+    assert operands == sorted([2] * on_dot + [3] * (4 - on_dot)), operands
+    executable, _ = build(quantize_by_reciprocal(mod)[0], get_target("host"))
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    off = []
+    for seed in range(3):
+        x = np.random.default_rng(50 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
+        (got,) = run_main(executable, [x])
+        steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
+        assert steps.max() <= 1.0 + 1e-3, steps.max()
+        off.append(np.mean(steps > 0.5))
+    assert np.mean(off) < 0.01, off
+
+
 @pytest.mark.emulation
 def test_quantized_concat_on_aarch64_matches_onnxruntime_under_emulation(save, tmp_path, sysroot_ready):
     """The integer concatenation built for snapdragon845 (with its requantize fold) and run under qemu: the

@@ -6,12 +6,14 @@ lanes, then narrows 32 -> 8 bits with shuffles: 17 instructions per 16 values, o
 NEON does the same with rounding conversions and saturating narrows:
 
     fcvtns (round half to even, to int32; saturating)   x4
-    sqadd  (+ zero point; saturating)                   x4, only for a non-zero zero point
     sqxtn, sqxtn2 (int32 -> int16; saturating)          x4
+    sqadd  (+ zero point, 8 int16 lanes; saturating)    x2, only for a non-zero zero point
     sqxtun/sqxtn, + 2 (int16 -> uint8/int8; saturating) x2
 
 which is the same function: both round half to even and clamp to the type's range (an int32 overflow of the
-sum saturates, and every value that saturates lies outside the 8-bit range anyway).
+sum saturates, and every value that saturates lies outside the 8-bit range anyway: a value past int16 stays
+past the 8-bit range after adding a zero point of at most 255, so the zero point is added to int16 lanes,
+8 per instruction, not to int32 lanes, 4).
 
 The expression is one TIR op, `tirx.optkit_saturating_round(x, zero_point)`: pure and vectorizable, so
 TVM's vectorizer widens it like any arithmetic, and LowerIntrin, after vectorization, expands it. When the
@@ -60,24 +62,23 @@ def _lanes(indices) -> list:
 
 
 def _neon(x, zero_point: int, dtype: tvm.DataType):
-    """4 lanes at a time: fcvtns (+ sqadd), sqxtn to int16, then sqxtun/sqxtn to 8 bits, 8 lanes at a time."""
+    """4 lanes at a time: fcvtns, sqxtn to int16; then 8 lanes at a time: (+ sqadd) sqxtun/sqxtn to 8 bits."""
     lanes = dtype.lanes
     value = tirx.Var("saturating_round_in", f"float32x{lanes}")
     words = []
     for start in range(0, lanes, _CHUNK):
         chunk = tirx.Shuffle([value], _lanes(range(start, start + _CHUNK)))
         word = tirx.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.fcvtns", chunk)
-        if zero_point:
-            word = tirx.call_llvm_pure_intrin("int32x4", "llvm.sadd.sat", word,
-                                              tirx.Broadcast(tirx.IntImm("int32", zero_point), _CHUNK))
         words.append(tirx.call_llvm_pure_intrin("int16x4", "llvm.aarch64.neon.sqxtn", word))
     if len(words) % 2:
         words.append(words[-1])                 # 4 lanes left: narrow them beside a copy, keep the first half
     element = str(dtype.with_lanes(1))
     narrow = "llvm.aarch64.neon.sqxtun" if element == "uint8" else "llvm.aarch64.neon.sqxtn"
-    halves = [tirx.call_llvm_pure_intrin(f"{element}x8", narrow,
-                                         tirx.Shuffle([words[i], words[i + 1]], _lanes(range(8))))
-              for i in range(0, len(words), 2)]
+    pairs = [tirx.Shuffle([words[i], words[i + 1]], _lanes(range(8))) for i in range(0, len(words), 2)]
+    if zero_point:
+        offset = tirx.Broadcast(tirx.IntImm("int16", zero_point), 2 * _CHUNK)
+        pairs = [tirx.call_llvm_pure_intrin("int16x8", "llvm.sadd.sat", pair, offset) for pair in pairs]
+    halves = [tirx.call_llvm_pure_intrin(f"{element}x8", narrow, pair) for pair in pairs]
     out = halves[0] if len(halves) == 1 and lanes == 8 else tirx.Shuffle(halves, _lanes(range(lanes)))
     return tirx.Let(value, x, out)
 

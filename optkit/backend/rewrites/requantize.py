@@ -13,6 +13,15 @@ one multiply and one add, the form onnxruntime's own integer kernels requantize 
 one float multiplier), then rounded and narrowed by saturating_round's NEON sequence. The result differs
 from the unfolded arithmetic only where the value lies within float32 rounding of a half step, by one
 step, as quantize_by_reciprocal's does; builds are validated against onnxruntime as always.
+
+When the conv is a packed integer one (backend/dot_product.py) and its bias is a whole number of
+accumulator steps (b = B * s, as a QDQ model's int32 bias is), B joins the conv's constant correction, so the
+integer sum already holds it, and
+
+    q = clamp(round(float(acc + B) * (s / s_out)) + z)
+
+needs no per-channel addend: no bias load per channel and no copy of it for each multiply-add, and z is
+added by the saturating narrow (pose on a Cortex-A76 model: see docs/arm.md).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import tvm
 from tvm import relax, te
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from optkit.backend.dot_product import kind_of_block
 from optkit.backend.rewrites.int8 import per_tensor_qparams, quantized_value
 from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_functions
 
@@ -29,12 +39,22 @@ _QUANTIZE = tvm.ir.Op.get("relax.quantize")
 _ADD = tvm.ir.Op.get("relax.add")
 _MULTIPLY = tvm.ir.Op.get("relax.multiply")
 _ASTYPE = tvm.ir.Op.get("relax.astype")
+_CALL_TIR = tvm.ir.Op.get("relax.call_tir")
+BIAS_STEP_TOLERANCE = 1e-3      # of an accumulator step: a bias this close to whole steps is taken as B * s
 
 
 def _requantized(acc, multiplier, offset, *, out_dtype: str):
     def value(n, c, y, x):
         total = acc[n, c, y, x].astype("float32") * multiplier[0, c, 0, 0] + offset[0, c, 0, 0]
         return quantized_value(total, 1.0, 0, out_dtype, neon=True)
+
+    return te.compute(acc.shape, value, name="requantized")
+
+
+def _requantized_from_start(acc, multiplier, *, zero_point: int, out_dtype: str):
+    def value(n, c, y, x):
+        return quantized_value(acc[n, c, y, x].astype("float32") * multiplier[0, c, 0, 0], 1.0, zero_point,
+                               out_dtype, neon=True)
 
     return te.compute(acc.shape, value, name="requantized")
 
@@ -82,9 +102,39 @@ class _FoldedRequantize(PyExprMutator):
             return None
         inverse = np.float32(1) / np.float32(qparams[0])
         self.rewritten += 1
+        started = self._bias_in_start(acc, scale, bias)
+        if started is not None:
+            return self.builder_.call_te(_requantized_from_start, started, relax.const(scale * inverse),
+                                         zero_point=qparams[1], out_dtype=out_dtype, primfunc_name_hint="requantize")
         offset = bias * inverse + np.float32(qparams[1])
         return self.builder_.call_te(_requantized, acc, relax.const(scale * inverse), relax.const(offset),
                                      out_dtype=out_dtype, primfunc_name_hint="requantize")
+
+    def _bias_in_start(self, acc, scale: np.ndarray, bias: np.ndarray):
+        """The packed integer conv that `acc` is bound to, emitted again with its bias (in whole accumulator
+        steps) added to the sum through the conv's correction constant; None where acc is not such a conv's
+        output or the bias is not whole steps."""
+        conv = bound_call(self, acc, _CALL_TIR)
+        if conv is None or not isinstance(conv.args[0], tvm.ir.GlobalVar):
+            return None
+        kind = kind_of_block(conv.args[0].name_hint)
+        if kind is None or not isinstance(conv.args[1], relax.Tuple) or len(conv.args[1].fields) != 3:
+            return None
+        data, weights, correction = conv.args[1].fields
+        start = constant_value(correction)
+        steps = bias.ravel().astype(np.float64) / scale.ravel().astype(np.float64)
+        whole = np.rint(steps)
+        if start is None or start.dtype != np.int32 or start.size < whole.size \
+                or not np.all(np.abs(steps - whole) <= BIAS_STEP_TOLERANCE):
+            return None
+        padded = np.zeros(start.size, np.int64)
+        padded[:whole.size] = whole
+        # The kind's sum either starts at the correction or subtracts it after the reduction.
+        moved = start.astype(np.int64) + (padded if kind.correction_in_init else -padded)
+        if np.abs(moved).max() >= 2**31:
+            return None
+        return self.builder_.emit(relax.Call(conv.op, [conv.args[0], relax.Tuple(
+            [data, weights, relax.const(moved.astype(np.int32))])], conv.attrs, conv.ty_args))
 
 
 def folded_requantize(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
