@@ -661,7 +661,11 @@ def schedule_dot_conv(sch, conv, lanes: int, parallel: bool = True, tensorize: b
     tasks = sch.fuse(*rows[:3])
     if parallel:
         sch.parallel(tasks)
-    _, column = sch.split(columns, [None, pixels])
+    # On Arm 16 columns at a time where rows allow (loads and stores of whole 64-byte lines; pose on a
+    # Cortex-A76 model 117.6 -> 116.8 M); VNNI keeps its shape, which the host's tuning records are for.
+    arm = kind.channels > 1 or kind.channel_pairs
+    width = 4 * pixels if arm and _extent(sch, columns) % (4 * pixels) == 0 else pixels
+    _, column = sch.split(columns, [None, width])
     sch.unroll(column)
     sch.unroll(channels)
 
