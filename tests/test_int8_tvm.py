@@ -230,13 +230,15 @@ def residual_block():
 
 
 @pytest.mark.emulation
-def test_arm_int8_residual_and_grouped_layers_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
-    """On the NEON widening path (rk3399; the sdot path shares its layout and is run above)."""
+@pytest.mark.parametrize("target", ["rk3399", "snapdragon845"])
+def test_arm_int8_residual_and_grouped_layers_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready, target):
+    """On the NEON widening path (rk3399) and on sdot (snapdragon845): a residual add and a grouped conv after
+    packed convs whose biases are held in their sums (backend/rewrites/requantize.py)."""
     rng = np.random.default_rng(5)
     np.savez(tmp_path / "calib.npz", x=rng.standard_normal((12, 1, 6, 15, 19)).astype(np.float32))
     q, _ = PassManager(build_passes("quantize-int8")).run(
         residual_block(), PassContext(calibration=from_npz(tmp_path / "calib.npz")))
-    result = compile_model(save(q, "res.onnx"), get_target("rk3399"), tmp_path / "a", passes="", validate="off")
+    result = compile_model(save(q, "res.onnx"), get_target(target), tmp_path / "a", passes="", validate="off")
     assert (result.manifest["integer_convolutions"], result.manifest["dot_product_convolutions"]) == (3, 2)
     out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     x = np.random.default_rng(40).standard_normal((1, 6, 15, 19)).astype(np.float32)
