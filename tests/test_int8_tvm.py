@@ -422,14 +422,15 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
 
 
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])
-@pytest.mark.parametrize("channels, filters, kernel, stride, dilation", [(16, 16, 1, 1, 1), (6, 9, 3, 2, 1),
-                                                                         (12, 20, 3, 1, 2), (16, 3, 5, 1, 1)])
-def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, stride, dilation):
+@pytest.mark.parametrize("channels, filters, kernel, stride, dilation, size", [
+    (16, 16, 1, 1, 1, 13), (6, 9, 3, 2, 1, 13), (12, 20, 3, 1, 2, 13), (16, 3, 5, 1, 1, 13), (8, 8, 1, 1, 1, 20)])
+def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, stride, dilation, size):
     """The Arm kinds' own forms: sdot's accumulators start at -z_x * sum(weights) (TVM 0.27's create_prim_func
     drops a reduction's init, so with_accumulator_start writes it back: the function's init must read the
     correction); the widening kind sums two channel groups per call into 2 lanes per pixel (odd group counts
     padded) and computes output channels in tiles of 4 (sdot: 8), so a 3-channel output (style's last layer)
-    computes 4. The tensorized schedule must apply, and the untensorized build of the same schedule be exact."""
+    computes 4; rows are padded to whole instructions (4 pixels), so a 20-wide row computes 20, not 24. The
+    tensorized schedule must apply, and the untensorized build of the same schedule be exact."""
     import tvm
     from tvm import te
     from tvm.s_tir import Schedule
@@ -439,7 +440,7 @@ def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, st
 
     kind = next(k for k in KINDS if k.name == kind_name)
     rng = np.random.default_rng(3)
-    size, pad, zero_point = 13, dilation * (kernel // 2), -7
+    pad, zero_point = dilation * (kernel // 2), -7
     x = rng.integers(-128, 128, (1, channels, size, size)).astype(np.int8)
     w = rng.integers(-127, 128, (filters, channels, kernel, kernel)).astype(np.int8)
     packed, correction = pack_weights(w, zero_point, kind)
@@ -447,7 +448,10 @@ def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, st
     out = dot_product_conv(*tensors, zero_point=zero_point, shift=0, strides=[stride] * 2, padding=[pad] * 4,
                            dilation=[dilation] * 2, out_channels=filters, kind=kind_name)
     tile = {"sdot": 8, "smull": 4}[kind_name]
-    assert int(out.op.input_tensors[0].shape[1]) == -(-filters // tile) * tile      # channels computed
+    acc_shape = [int(d) for d in out.op.input_tensors[0].shape]
+    out_size = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    assert acc_shape[1] == -(-filters // tile) * tile      # channels computed
+    assert acc_shape[3] == -(-out_size // 4) * 4 * (2 if kind.channel_pairs else 1)    # columns computed
     func = te.create_prim_func([*tensors, out])
     if kind.correction_in_init:
         func = with_accumulator_start(func, kind)
@@ -462,7 +466,6 @@ def test_arm_dot_convolutions_are_exact(kind_name, channels, filters, kernel, st
     lib["main"](*(tvm.runtime.tensor(a) for a in (x, packed, correction)), got)
 
     padded = np.pad(x.astype(np.int64) - zero_point, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    out_size = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
     expected = np.zeros((1, filters, out_size, out_size), np.int64)
     for dy in range(kernel):
         for dx in range(kernel):

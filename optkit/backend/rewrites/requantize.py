@@ -52,6 +52,8 @@ def _requantized(acc, multiplier, offset, *, out_dtype: str):
 
 
 def _requantized_from_start(acc, multiplier, *, zero_point: int, out_dtype: str):
+    """The requantize of a sum that already holds its bias: one multiply, the zero point added in the narrow."""
+
     def value(n, c, y, x):
         return quantized_value(acc[n, c, y, x].astype("float32") * multiplier[0, c, 0, 0], 1.0, zero_point,
                                out_dtype, neon=True)
