@@ -346,6 +346,48 @@ def test_packed_convs_hold_their_bias_in_the_sum_and_match_onnxruntime(quantized
     assert np.mean(off) < 0.01, off
 
 
+def qdq_max_pool_model(dtype, zero_point: int, stride: int, out_grid=None) -> onnx.ModelProto:
+    """x quantized (scale 0.05), max-pooled 3x3 with padding 1, quantized again on `out_grid` (default: the
+    input's own, as onnxruntime's quantizer leaves a MaxPool)."""
+    scale, z = (0.05, zero_point) if out_grid is None else out_grid
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("MaxPool", ["d"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride] * 2),
+             helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["qp"]),
+             helper.make_node("DequantizeLinear", ["qp", "so", "zo"], ["y"])]
+    out = (17 - 1) // stride + 1
+    return make(nodes, [fin("x", [1, 6, 17, 35])], [fin("y", [1, 6, out, (35 - 1) // stride + 1])],
+                [init("s", np.array(0.05, np.float32)), numpy_helper.from_array(np.array(zero_point, dtype), "z"),
+                 init("so", np.array(scale, np.float32)), numpy_helper.from_array(np.array(z, dtype), "zo")])
+
+
+@pytest.mark.parametrize("dtype, zero_point, out_grid, rewritten", [
+    (np.uint8, 0, None, 1), (np.int8, -20, None, 1), (np.uint8, 0, (0.04, 0), 0)])
+def test_quantized_max_pool_runs_on_the_integers_only_on_its_own_grid(dtype, zero_point, out_grid, rewritten):
+    """quantize(max_pool(dequantize(q))) on one grid is max_pool(q); on another grid it is left as it was."""
+    from optkit.backend.rewrites.quantized_maxpool import quantized_max_pools
+
+    mod, got = quantized_max_pools(to_relax(qdq_max_pool_model(dtype, zero_point, 2, out_grid), "pool.onnx"))
+    assert got == rewritten
+    pool = [line for line in mod.script().splitlines() if "R.nn.max_pool2d(" in line][0]
+    assert (f'dtype="{np.dtype(dtype).name}"' in pool) == bool(rewritten)
+
+
+@pytest.mark.emulation
+@pytest.mark.parametrize("dtype, zero_point, stride", [(np.uint8, 0, 2), (np.uint8, 0, 1), (np.int8, -20, 1)])
+def test_quantized_max_pool_on_aarch64_equals_onnxruntime_under_emulation(dtype, zero_point, stride, save, tmp_path,
+                                                                           sysroot_ready):
+    """The integer max pool built for snapdragon845 and run under qemu equals onnxruntime's QDQ run exactly:
+    padding (the integers pad with the type's least value, the float pool with -inf), strides 1 and 2,
+    uint8 and int8 with a zero point, values saturated at both ends of the grid."""
+    model = qdq_max_pool_model(dtype, zero_point, stride)
+    compile_model(save(model, "pool.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="",
+                  validate="emulate")
+    feeds = {"x": np.random.default_rng(6).uniform(-9, 14, (1, 6, 17, 35)).astype(np.float32)}
+    got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs["y"]
+    np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])
+
+
 @pytest.mark.emulation
 def test_quantized_concat_on_aarch64_matches_onnxruntime_under_emulation(save, tmp_path, sysroot_ready):
     """The integer concatenation built for snapdragon845 (with its requantize fold) and run under qemu: the

@@ -19,6 +19,7 @@ from optkit.backend.rewrites.hwio_kernels import hwio_kernels
 from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
 from optkit.backend.rewrites.padded_rows import padded_rows
 from optkit.backend.rewrites.quantized_concat import quantized_concats
+from optkit.backend.rewrites.quantized_maxpool import quantized_max_pools
 from optkit.backend.rewrites.requantize import folded_requantize
 from optkit.backend.rewrites.resize import separable_resizes
 from optkit.backend.rewrites.take import clipped_takes
@@ -116,6 +117,7 @@ def frontend(model_path: Path, target: Target, passes: str, input_shapes: str = 
     mod, resizes = separable_resizes(mod, neon)     # bilinear resize in two passes (with its QDQ pair, in int8 models)
     mod, concats, _ = quantized_concats(mod)        # QDQ concatenations copy integers instead of round-tripping floats
     if is_arm64(tvm_target):
+        mod, _ = quantized_max_pools(mod)           # QDQ max pools on the integers (16 lanes, no conversions)
         mod, _ = folded_requantize(mod)             # an integer conv's rescale, bias and requantize: one multiply-add
     mod, _ = quantize_by_reciprocal(mod, neon)      # requantize with a product, not a vector division
     return Frontend(spec, optimized, records, mod, integer_convs, dot_convs, resizes, concats, padded, hwio, clamps, biased,
