@@ -346,7 +346,7 @@ def test_packed_convs_hold_their_bias_in_the_sum_and_match_onnxruntime(quantized
     assert np.mean(off) < 0.01, off
 
 
-def qdq_max_pool_model(dtype, zero_point: int, stride: int, out_grid=None) -> onnx.ModelProto:
+def qdq_max_pool_model(dtype, zero_point: int, stride: int, out_grid=None, width: int = 35) -> onnx.ModelProto:
     """x quantized (scale 0.05), max-pooled 3x3 with padding 1, quantized again on `out_grid` (default: the
     input's own, as onnxruntime's quantizer leaves a MaxPool)."""
     scale, z = (0.05, zero_point) if out_grid is None else out_grid
@@ -356,7 +356,7 @@ def qdq_max_pool_model(dtype, zero_point: int, stride: int, out_grid=None) -> on
              helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["qp"]),
              helper.make_node("DequantizeLinear", ["qp", "so", "zo"], ["y"])]
     out = (17 - 1) // stride + 1
-    return make(nodes, [fin("x", [1, 6, 17, 35])], [fin("y", [1, 6, out, (35 - 1) // stride + 1])],
+    return make(nodes, [fin("x", [1, 6, 17, width])], [fin("y", [1, 6, out, (width - 1) // stride + 1])],
                 [init("s", np.array(0.05, np.float32)), numpy_helper.from_array(np.array(zero_point, dtype), "z"),
                  init("so", np.array(scale, np.float32)), numpy_helper.from_array(np.array(z, dtype), "zo")])
 
@@ -374,16 +374,47 @@ def test_quantized_max_pool_runs_on_the_integers_only_on_its_own_grid(dtype, zer
 
 
 @pytest.mark.emulation
-@pytest.mark.parametrize("dtype, zero_point, stride", [(np.uint8, 0, 2), (np.uint8, 0, 1), (np.int8, -20, 1)])
-def test_quantized_max_pool_on_aarch64_equals_onnxruntime_under_emulation(dtype, zero_point, stride, save, tmp_path,
-                                                                           sysroot_ready):
+@pytest.mark.parametrize("dtype, zero_point, stride, width", [(np.uint8, 0, 2, 35), (np.uint8, 0, 1, 32),
+                                                              (np.int8, -20, 1, 32), (np.uint8, 0, 2, 64)])
+def test_quantized_max_pool_on_aarch64_equals_onnxruntime_under_emulation(dtype, zero_point, stride, width, save,
+                                                                           tmp_path, sysroot_ready):
     """The integer max pool built for snapdragon845 and run under qemu equals onnxruntime's QDQ run exactly:
     padding (the integers pad with the type's least value, the float pool with -inf), strides 1 and 2,
-    uint8 and int8 with a zero point, values saturated at both ends of the grid."""
-    model = qdq_max_pool_model(dtype, zero_point, stride)
+    uint8 and int8 with a zero point, values saturated at both ends of the grid. Where 16 output columns
+    divide the row, each tap is one 16-byte vector max (umax/smax .16b)."""
+    import subprocess
+
+    model = qdq_max_pool_model(dtype, zero_point, stride, width=width)
     compile_model(save(model, "pool.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="",
                   validate="emulate")
-    feeds = {"x": np.random.default_rng(6).uniform(-9, 14, (1, 6, 17, 35)).astype(np.float32)}
+    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "arm" / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    vector_max = "umax" if dtype == np.uint8 else "smax"
+    out_width = (width - 1) // stride + 1
+    assert (f"{vector_max}\tv" in disassembly and ".16b" in disassembly) or out_width % 16
+    feeds = {"x": np.random.default_rng(6).uniform(-9, 14, (1, 6, 17, width)).astype(np.float32)}
+    got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs["y"]
+    np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])
+
+
+@pytest.mark.emulation
+@pytest.mark.parametrize("stride", [1, 2])
+def test_float_max_pool_on_aarch64_is_vectorized_and_equals_onnxruntime_under_emulation(stride, save, tmp_path,
+                                                                                         sysroot_ready):
+    """An fp32 max pool on Arm takes the same vector rule (a compare and select on 4 lanes per tap) and equals
+    onnxruntime."""
+    import re
+    import subprocess
+
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride] * 2)]
+    out = (32 - 1) // stride + 1
+    model = make(nodes, [fin("x", [1, 5, 9, 32])], [fin("y", [1, 5, (9 - 1) // stride + 1, out])], [])
+    compile_model(save(model, "fpool.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="",
+                  validate="emulate")
+    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "arm" / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    assert re.search(r"\t(fmax|fcmgt)\tv\d+\.4s", disassembly)      # TVM's max of floats is a compare and select
+    feeds = {"x": np.random.default_rng(7).standard_normal((1, 5, 9, 32)).astype(np.float32)}
     got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs["y"]
     np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])
 

@@ -735,6 +735,40 @@ def schedule_generic(sch, lanes: int, parallel: bool = True) -> None:
             _vector_reduction(sch, block, spatial, lanes, parallel)
 
 
+def _vector_pool(sch, lanes: int, parallel: bool) -> bool:
+    """A max pool on NEON: its window loops outside a vector of output columns (16 bytes of an int8 map),
+    so each tap is one vector max; the padded input stays a pass of its own. The generic rule kept the
+    window innermost and the pool scalar: parsing_hp's int8 pools on a Cortex-A76 model (see docs/arm.md).
+    False (nothing scheduled) where the block is not a plain pool or no vector width divides its rows."""
+    import tvm
+
+    pool = _block_named(sch, ("pool_max",))
+    if pool is None or list(_iter_types(sch, pool)) != [_SPATIAL] * 4 + [_REDUCE] * 2:
+        return False
+    others = [b for b in _blocks(sch) if sch.get(b).name_hint != sch.get(pool).name_hint]
+    if any(len(sch.get_loops(b)) < 2 or any(t != _SPATIAL for t in _iter_types(sch, b)) for b in others):
+        return False
+    n, c, y, x, ry, rx = sch.get_loops(pool)
+    element = tvm.runtime.DataType(str(sch.get(pool).writes[0].source.dtype)).bits // 8
+    width = next((w for w in (lanes * 4 // element, lanes) if _extent(sch, x) % w == 0), None)
+    if width is None:
+        return False
+    for block in others:                # the padding (and any elementwise stage before it)
+        _parallel_vector(sch, block, lanes, parallel)
+    x_o, x_i = sch.split(x, [None, width])
+    sch.reorder(n, c, y, x_o, ry, rx, x_i)
+    rows = sch.fuse(n, c, y)
+    if parallel:
+        sch.parallel(rows)
+    sch.vectorize(x_i)
+    sch.unroll(ry)
+    sch.unroll(rx)
+    init = sch.decompose_reduction(pool, ry)
+    if sch.get(sch.get_loops(init)[-1]).kind != sch.get(x_i).kind:
+        sch.vectorize(sch.get_loops(init)[-1])
+    return True
+
+
 def _block_named(sch, prefixes: tuple[str, ...]):
     for block in _blocks(sch):
         if sch.get(block).name_hint.startswith(prefixes):
@@ -766,6 +800,12 @@ def default_schedule(func, lanes: int, dot_kinds=None):
             schedule_generic_rest(sch, lanes, parallel, skip=prefixes + PACK_BLOCKS)
             return sch, rule
         except Exception:  # fall back to the generic rule on a fresh schedule
+            sch = Schedule(func)
+    if lanes == NEON_LANES:
+        try:
+            if _vector_pool(sch, lanes, parallel):
+                return sch, "generic"
+        except Exception:  # ScheduleError: the generic rule on a fresh schedule
             sch = Schedule(func)
     try:
         schedule_generic(sch, lanes, parallel)
