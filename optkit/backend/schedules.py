@@ -739,7 +739,8 @@ def _vector_pool(sch, lanes: int, parallel: bool) -> bool:
     """A max pool on NEON: its window loops outside a vector of output columns (16 bytes of an int8 map),
     so each tap is one vector max; the padded input stays a pass of its own. The generic rule kept the
     window innermost and the pool scalar: parsing_hp's int8 pools on a Cortex-A76 model (see docs/arm.md).
-    False (nothing scheduled) where the block is not a plain pool or no vector width divides its rows."""
+    False (nothing scheduled) where the block is not a plain pool, its columns are strided, or no vector
+    width divides its rows."""
     import tvm
 
     pool = _block_named(sch, ("pool_max",))
@@ -749,6 +750,9 @@ def _vector_pool(sch, lanes: int, parallel: bool) -> bool:
     if any(len(sch.get_loops(b)) < 2 or any(t != _SPATIAL for t in _iter_types(sch, b)) for b in others):
         return False
     n, c, y, x, ry, rx = sch.get_loops(pool)
+    padded_width = int(sch.get(pool).reads[0].source.shape[-1])
+    if padded_width != _extent(sch, x) + _extent(sch, rx) - 1:
+        return False            # strided columns: vector loads of every other element are built lane by lane
     element = tvm.runtime.DataType(str(sch.get(pool).writes[0].source.dtype)).bits // 8
     width = next((w for w in (lanes * 4 // element, lanes) if _extent(sch, x) % w == 0), None)
     if width is None:
