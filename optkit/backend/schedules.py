@@ -17,6 +17,7 @@ vision models a sane shape for any LLVM CPU target:
 - dense layers (matmul): the output row in registers, the constant weights streamed row by row;
 - the two-pass resizes (backend/rewrites/resize.py: bilinear, nearest upscales): one channel plane per task, its
   passes vectorized (the horizontal pass of an integer upscale by LLVM, from phases unrolled here);
+- max pools on Arm: the window outside a vector of output columns, one vector max per tap;
 - everything else (padding, concat, pooling, casts): injective stages inlined, outer loops in parallel, the
   innermost vectorized; reductions over trailing axes (InstanceNorm statistics) as vector partial sums.
 
