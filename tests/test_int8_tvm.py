@@ -282,30 +282,38 @@ def test_quantized_concat_copies_inputs_on_the_output_grid_and_matches_onnxrunti
     np.testing.assert_array_equal(run_artifact(tmp_path / "c", feeds).outputs["y"], run_ort(model, feeds)["y"])
 
 
+def _assert_host_build_within_one_step(mod, q, seed: int) -> None:
+    """`mod` (rewritten from the QDQ model `q`) built for the host equals onnxruntime within one step on 3
+    inputs, off by one only where a value lies within float32 rounding of a half step (under 1 %)."""
+    from optkit.backend.build import build
+    from optkit.backend.rewrites.int8 import quantize_by_reciprocal
+    from optkit.backend.runtime.vm_runner import run_main
+
+    executable, _ = build(quantize_by_reciprocal(mod)[0], get_target("host"))
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    off = []
+    for k in range(3):
+        x = np.random.default_rng(seed + k).standard_normal((1, 3, 17, 23)).astype(np.float32)
+        (got,) = run_main(executable, [x])
+        steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
+        assert steps.max() <= 1.0 + 1e-3, steps.max()
+        off.append(np.mean(steps > 0.5))
+    assert np.mean(off) < 0.01, off
+
+
 def test_requantize_folds_into_one_multiply_add_and_matches_onnxruntime(quantized):
     """Each conv's rescale, bias and requantize become one multiply-add per output (Arm builds): every
     conv of the stack is folded, and the result is onnxruntime's within one step, off by one only where a
     value lies within float32 rounding of a half step (rare)."""
-    from optkit.backend.build import build
-    from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
+    from optkit.backend.rewrites.int8 import integer_convolutions
     from optkit.backend.rewrites.requantize import folded_requantize
-    from optkit.backend.runtime.vm_runner import run_main
 
     q, _ = quantized
     mod, _, _ = integer_convolutions(to_relax(q, "q.onnx"), float_dense=True)
     mod, folded = folded_requantize(mod)
     assert folded == 4                    # every conv feeds a quantize (the output too: y is quantized)
     assert mod.script().count("R.quantize(") == 1        # only the graph input's quantize is left
-    executable, _ = build(quantize_by_reciprocal(mod)[0], get_target("host"))
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
-    off = []
-    for seed in range(3):
-        x = np.random.default_rng(40 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
-        (got,) = run_main(executable, [x])
-        steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-        assert steps.max() <= 1.0 + 1e-3, steps.max()
-        off.append(np.mean(steps > 0.5))
-    assert np.mean(off) < 0.01, off
+    _assert_host_build_within_one_step(mod, q, seed=40)
 
 
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])
@@ -317,11 +325,9 @@ def test_packed_convs_hold_their_bias_in_the_sum_and_match_onnxruntime(quantized
     import tvm
     from tvm import relax
 
-    from optkit.backend.build import build
     from optkit.backend.dot_product import KINDS
-    from optkit.backend.rewrites.int8 import integer_convolutions, quantize_by_reciprocal
+    from optkit.backend.rewrites.int8 import integer_convolutions
     from optkit.backend.rewrites.requantize import folded_requantize
-    from optkit.backend.runtime.vm_runner import run_main
 
     q, _ = quantized
     kind = next(k for k in KINDS if k.name == kind_name)
@@ -334,16 +340,7 @@ def test_packed_convs_hold_their_bias_in_the_sum_and_match_onnxruntime(quantized
                    and b.value.args[0].name_hint.startswith("requantize")]
     operands = sorted(len(call.args[1].fields) for call in requantizes)
     assert operands == sorted([2] * on_dot + [3] * (4 - on_dot)), operands
-    executable, _ = build(quantize_by_reciprocal(mod)[0], get_target("host"))
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
-    off = []
-    for seed in range(3):
-        x = np.random.default_rng(50 + seed).standard_normal((1, 3, 17, 23)).astype(np.float32)
-        (got,) = run_main(executable, [x])
-        steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-        assert steps.max() <= 1.0 + 1e-3, steps.max()
-        off.append(np.mean(steps > 0.5))
-    assert np.mean(off) < 0.01, off
+    _assert_host_build_within_one_step(mod, q, seed=50)
 
 
 def qdq_max_pool_model(dtype, zero_point: int, stride: int, out_grid=None, width: int = 35) -> onnx.ModelProto:

@@ -15,8 +15,9 @@ def constant_value(expr) -> np.ndarray | None:
     return expr.value.numpy() if isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy") else None
 
 
-def bound_call(mutator: PyExprMutator, expr, op) -> relax.Call | None:
-    """The call to `op` that the variable `expr` is bound to in the function `mutator` visits, else None."""
+def bound_call(mutator, expr, op) -> relax.Call | None:
+    """The call to `op` that the variable `expr` is bound to in the function `mutator` (a PyExprMutator or
+    its block builder) visits, else None."""
     bound = mutator.lookup_binding(expr) if isinstance(expr, relax.Var) else None
     return bound if isinstance(bound, relax.Call) and bound.op == op else None
 

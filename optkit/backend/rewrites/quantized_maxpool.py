@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.rewrites.int8 import per_tensor_qparams
-from optkit.backend.rewrites.mutator import bound_call, rewrite_functions
+from optkit.backend.rewrites.mutator import bound_call, rewrite_calls
 
 _MAX_POOL = tvm.ir.Op.get("relax.nn.max_pool2d")
 _DEQUANTIZE = tvm.ir.Op.get("relax.dequantize")
@@ -29,40 +28,27 @@ _QUANTIZE = tvm.ir.Op.get("relax.quantize")
 _INTEGERS = ("int8", "uint8")
 
 
-@mutator
-class _QuantizedMaxPool(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule):
-        super().__init__(mod)
-        self.rewritten = 0
-
-    def visit_call_(self, call):
-        call = self.visit_expr_post_order(call)
-        new = self._integer_pool(call) if isinstance(call, relax.Call) and call.op == _QUANTIZE else None
-        return call if new is None else new
-
-    def _integer_pool(self, quantize):
-        pool = bound_call(self, quantize.args[0], _MAX_POOL)
-        dequantize = bound_call(self, pool.args[0], _DEQUANTIZE) if pool is not None else None
-        if dequantize is None:
-            return None
-        qparams = per_tensor_qparams(quantize)
-        integers = dequantize.args[0]
-        out_dtype = str(quantize.attrs.out_dtype)
-        if qparams is None or per_tensor_qparams(dequantize) != qparams or out_dtype not in _INTEGERS \
-                or str(integers.ty.dtype) != out_dtype:
-            return None
-        attrs = pool.attrs
-        self.rewritten += 1
-        return relax.op.nn.max_pool2d(integers, attrs.pool_size, attrs.strides, attrs.padding, attrs.dilation,
-                                      bool(attrs.ceil_mode), bool(attrs.count_include_pad), attrs.layout,
-                                      attrs.out_layout)
+def _integer_pool(quantize, builder):
+    pool = bound_call(builder, quantize.args[0], _MAX_POOL)
+    dequantize = bound_call(builder, pool.args[0], _DEQUANTIZE) if pool is not None else None
+    if dequantize is None:
+        return None
+    qparams = per_tensor_qparams(quantize)
+    integers = dequantize.args[0]
+    out_dtype = str(quantize.attrs.out_dtype)
+    if qparams is None or per_tensor_qparams(dequantize) != qparams or out_dtype not in _INTEGERS \
+            or str(integers.ty.dtype) != out_dtype:
+        return None
+    attrs = pool.attrs
+    return relax.op.nn.max_pool2d(integers, attrs.pool_size, attrs.strides, attrs.padding, attrs.dilation,
+                                  bool(attrs.ceil_mode), bool(attrs.count_include_pad), attrs.layout,
+                                  attrs.out_layout)
 
 
 def quantized_max_pools(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
     """Every per-tensor quantize of a max pool of per-tensor dequantized integers on the same grid, done as a
     max pool of the integers; returns the module and the pools rewritten."""
-    rewriter = _QuantizedMaxPool(mod)
-    out = rewrite_functions(rewriter, mod)
-    if rewriter.rewritten:
+    out, rewritten = rewrite_calls(mod, _QUANTIZE, _integer_pool)
+    if rewritten:
         out = relax.transform.DeadCodeElimination()(out)        # the float pools nothing else reads
-    return out, rewriter.rewritten
+    return out, rewritten
