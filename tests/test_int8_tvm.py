@@ -488,6 +488,51 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
     assert steps.max() <= 1.0 + 1e-3, steps.max()
 
 
+@pytest.mark.emulation
+def test_arm_int8_depthwise_sums_int16_products_by_lane_and_matches_onnxruntime_under_emulation(tmp_path, save,
+                                                                                                sysroot_ready):
+    """On Arm an int8 depthwise layer whose rows are whole vectors multiplies int16 values into int32 sums
+    (`smlal`/`smlal2` by lane), exactly: a 3x3 layer on 36 columns (a 16-column tile and an 8-column
+    one) and a 5x5 dilation-2 layer after a ReLU, both with biases and a non-zero input zero point, within
+    one step of onnxruntime under qemu. Rows of 35 columns keep the float32 sums."""
+    import re
+    import subprocess
+
+    from optkit.backend.rewrites.int8 import integer_convolutions
+
+    def quantized_depthwise(width: int):
+        rng = np.random.default_rng(12)
+        nodes = [helper.make_node("Conv", ["x", "k3", "b3"], ["a"], name="dw3", group=8, pads=[1, 1, 1, 1]),
+                 helper.make_node("Relu", ["a"], ["r"], name="relu"),
+                 helper.make_node("Conv", ["r", "k5", "b5"], ["y"], name="dw5", group=8, pads=[4, 4, 4, 4],
+                                  dilations=[2, 2])]
+        model = make(nodes, [fin("x", [1, 8, 13, width])], [fin("y", [1, 8, 13, width])],
+                     [init("k3", rand(rng, 8, 1, 3, 3)), init("b3", rand(rng, 8)), init("k5", rand(rng, 8, 1, 5, 5)),
+                      init("b5", rand(rng, 8))])
+        np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 1, 8, 13, width)).astype(np.float32))
+        q, _ = PassManager(build_passes("quantize-int8")).run(model, PassContext(calibration=from_npz(tmp_path / "calib.npz")))
+        return q
+
+    for width, sums in ((35, "float32"), (36, "int32")):
+        script = integer_convolutions(to_relax(quantized_depthwise(width), "dw.onnx"), float_dense=True)[0].script()
+        signatures = [line.strip() for line in script.splitlines() if line.strip().startswith("def group_conv2d_int8")]
+        assert len(signatures) == 2 and all(line.endswith(f'"{sums}")):') for line in signatures), width
+    q = quantized_depthwise(36)
+    rng = np.random.default_rng(13)
+    zero_point = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "x_zero_point")
+    assert int(zero_point) != 0
+    result = compile_model(save(q, "dw.onnx"), get_target("rk3399"), tmp_path / "a", passes="", validate="off")
+    assert result.manifest["schedules"]["functions"]["conv"] == 2          # not the generic fallback
+    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "a" / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    assert re.search(r"\tsmlal2?\tv\d+\.4s, v\d+\.[48]h, v\d+\.h\[", disassembly)
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    x = rng.standard_normal((1, 8, 13, 36)).astype(np.float32)
+    got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
+    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
+    assert steps.max() <= 1.0 + 1e-3, steps.max()
+
+
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])
 @pytest.mark.parametrize("channels, filters, kernel, stride, dilation, size", [
     (16, 16, 1, 1, 1, 13), (6, 9, 3, 2, 1, 13), (12, 20, 3, 1, 2, 13), (16, 3, 5, 1, 1, 13), (8, 8, 1, 1, 1, 20)])
