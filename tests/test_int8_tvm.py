@@ -489,6 +489,35 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
 
 
 @pytest.mark.emulation
+def test_arm_int8_rgb_stem_reads_hwio_weights_and_deinterleaved_rows_under_emulation(tmp_path, save, sysroot_ready):
+    """On a core without dot product (rk3399) an int8 RGB stem (3 -> 8 channels, 3x3, stride 2) stays a float
+    sum over the integers: its weights are HWIO constants, multiplied by lane (`fmla v.4s, v.4s, v.s[i]`)
+    instead of loaded one by one, and its padded input is copied into column phases by contiguous loads and
+    a deinterleaving shuffle instead of byte by byte. Within one step of onnxruntime under qemu."""
+    import re
+    import subprocess
+
+    rng = np.random.default_rng(21)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="stem", pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    model = make(nodes, [fin("x", [1, 3, 18, 64])], [fin("y", [1, 8, 9, 32])],
+                 [init("w", rand(rng, 8, 3, 3, 3)), init("b", rand(rng, 8))])
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 1, 3, 18, 64)).astype(np.float32))
+    q, _ = PassManager(build_passes("quantize-int8")).run(model, PassContext(calibration=from_npz(tmp_path / "calib.npz")))
+    result = compile_model(save(q, "stem.onnx"), get_target("rk3399"), tmp_path / "a", passes="", validate="off")
+    assert (result.manifest["dot_product_convolutions"], result.manifest["schedules"]["functions"]["conv"]) == (0, 1)
+    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "a" / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    assert re.search(r"\tfmla\tv\d+\.4s, v\d+\.4s, v\d+\.s\[[1-3]\]", disassembly)
+    assert re.search(r"\t(ld2|uzp1|uzp2)\t\{?v\d+\.(16b|8b)", disassembly)
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    x = rng.standard_normal((1, 3, 18, 64)).astype(np.float32)
+    got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
+    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
+    assert steps.max() <= 1.0 + 1e-3, steps.max()
+
+
+@pytest.mark.emulation
 def test_arm_int8_depthwise_sums_int16_products_by_lane_and_matches_onnxruntime_under_emulation(tmp_path, save,
                                                                                                 sysroot_ready):
     """On Arm an int8 depthwise layer whose rows are whole vectors multiplies int16 values into int32 sums

@@ -102,7 +102,9 @@ class _IntegerConv(PyExprMutator):
         less `memset`), 115.6 -> 109.1 M in all. Only where the output rows are whole 4-lane vectors: with
         a predicated last tile LLVM leaves the int16 sums scalar (32 x 16 x 30, 3x3: 437 -> 569 k instructions;
         32 x 16 x 32: 124 -> 103 k). Dense stems (one group of <= 4 channels) stay float32: their 3-channel
-        taps measured 10.3 -> 12.2 M as int16 (pose on a Cortex-A72 model)."""
+        taps measured 10.3 -> 12.2 M as int16 (pose on a Cortex-A72 model). On Arm they read HWIO weights,
+        multiplied by lane as backend/rewrites/hwio_kernels.py explains (OIHW: one scalar load per weight):
+        that stem 10.3 -> 8.5 M."""
         phased = self.float_dense and int(attrs.strides[1]) == 2 and int(x_q.ty.shape[-1]) % 2 == 0
         int16 = self.float_dense and int(attrs.groups) > 1 and out_width % INT16_ROW_LANES == 0
         element_type, sum_type = ("int16", "int32") if int16 else ("float32", "float32")
@@ -113,11 +115,15 @@ class _IntegerConv(PyExprMutator):
 
             shifted = te.compute(x.shape, lambda *i: element(*i).astype(element_type) - tirx.const(zero_point, element_type),
                                  name="dequantize")
-            return topi.nn.group_conv2d_nchw(shifted, w, [int(v) for v in attrs.strides],
-                                             [int(v) for v in attrs.padding], [int(v) for v in attrs.dilation],
-                                             int(attrs.groups), out_dtype=sum_type)
+            return topi.nn.conv(shifted, w, [int(v) for v in attrs.strides], [int(v) for v in attrs.padding],
+                                [int(v) for v in attrs.dilation], int(attrs.groups), "NCHW", kernel_layout,
+                                out_dtype=sum_type)
 
-        return self.builder_.emit(self.builder_.call_te(conv, x_q, relax.const(w_q.astype(element_type)),
+        weights = w_q.astype(element_type)
+        kernel_layout = "HWIO" if self.float_dense and int(attrs.groups) == 1 else "OIHW"
+        if kernel_layout == "HWIO":
+            weights = np.ascontiguousarray(weights.transpose(2, 3, 1, 0))
+        return self.builder_.emit(self.builder_.call_te(conv, x_q, relax.const(weights),
                                                         primfunc_name_hint="group_conv2d_int8"))
 
     def _one_group_in_float(self, w_q: np.ndarray) -> bool:
