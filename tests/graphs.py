@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx.compose
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
@@ -21,6 +22,18 @@ def make(nodes, inputs, outputs, inits, name="g", opset=OPSET) -> onnx.ModelProt
     graph = helper.make_graph(nodes, name, inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def side_by_side(models: list[onnx.ModelProto]) -> onnx.ModelProto:
+    """One model holding independent graphs, every name prefixed `b{k}_`: one build (and one emulator run)
+    checks several cases."""
+    graphs = [onnx.compose.add_prefix(m, f"b{k}_").graph for k, m in enumerate(models)]
+    merged = helper.make_graph([n for g in graphs for n in g.node], "side_by_side", [i for g in graphs for i in g.input],
+                               [o for g in graphs for o in g.output], [t for g in graphs for t in g.initializer])
+    model = helper.make_model(merged, opset_imports=list(models[0].opset_import))
+    model.ir_version = models[0].ir_version
     onnx.checker.check_model(model)
     return model
 

@@ -4,7 +4,7 @@ quantization step."""
 import numpy as np
 import onnx
 import pytest
-from graphs import bn_inits, bn_node, fin, host_has_vnni, init, make, rand
+from graphs import bn_inits, bn_node, fin, host_has_vnni, init, make, rand, side_by_side
 from onnx import helper, numpy_helper
 
 from optkit.backend.compiler import compile_model, frontend, to_relax
@@ -371,27 +371,30 @@ def test_quantized_max_pool_runs_on_the_integers_only_on_its_own_grid(dtype, zer
 
 
 @pytest.mark.emulation
-@pytest.mark.parametrize("dtype, zero_point, stride, width", [(np.uint8, 0, 2, 35), (np.int8, -20, 1, 32),
-                                                              (np.uint8, 0, 2, 64)])
-def test_quantized_max_pool_on_aarch64_equals_onnxruntime_under_emulation(dtype, zero_point, stride, width, save,
-                                                                           tmp_path, sysroot_ready):
+def test_quantized_max_pool_on_aarch64_equals_onnxruntime_under_emulation(save, tmp_path, sysroot_ready):
     """The integer max pool built for snapdragon845 and run under qemu equals onnxruntime's QDQ run exactly:
     padding (the integers pad with the type's least value, the float pool with -inf), strides 1 and 2,
     uint8 and int8 with a zero point, values saturated at both ends of the grid. Where 16 output columns
-    divide the row, each tap is one 16-byte vector max (umax/smax .16b)."""
+    divide the row, each tap is one 16-byte vector max (umax/smax .16b). The three cases are built side by
+    side in one library."""
+    import re
     import subprocess
 
-    model = qdq_max_pool_model(dtype, zero_point, stride, width=width)
-    compile_model(save(model, "pool.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="",
-                  validate="emulate")
+    cases = [(np.uint8, 0, 2, 35), (np.int8, -20, 1, 32), (np.uint8, 0, 2, 64)]
+    model = side_by_side([qdq_max_pool_model(dtype, zero_point, stride, width=width)
+                          for dtype, zero_point, stride, width in cases])
+    compile_model(save(model, "pool.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="", validate="off")
     disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "arm" / "model.so")],
                                  capture_output=True, text=True, check=True).stdout
-    vector_max = "umax" if dtype == np.uint8 else "smax"
-    out_width = (width - 1) // stride + 1
-    assert (f"{vector_max}\tv" in disassembly and ".16b" in disassembly) or out_width % 16
-    feeds = {"x": np.random.default_rng(6).uniform(-9, 14, (1, 6, 17, width)).astype(np.float32)}
-    got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs["y"]
-    np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])
+    for vector_max in ("umax", "smax"):         # 64 columns at stride 2 (uint8), 32 at stride 1 (int8)
+        assert re.search(rf"\t{vector_max}\tv\d+\.16b", disassembly), vector_max
+    rng = np.random.default_rng(6)
+    feeds = {f"b{k}_x": rng.uniform(-9, 14, (1, 6, 17, width)).astype(np.float32)
+             for k, (_, _, _, width) in enumerate(cases)}
+    got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs
+    expected = run_ort(model, feeds)
+    for k in range(len(cases)):
+        np.testing.assert_array_equal(got[f"b{k}_y"], expected[f"b{k}_y"])
 
 
 @pytest.mark.emulation
@@ -457,35 +460,39 @@ def test_neon_saturating_round_matches_onnxruntime_bit_for_bit_under_emulation(d
 
 
 @pytest.mark.emulation
-@pytest.mark.parametrize("width, pads", [(64, [1, 1, 1, 1]), (48, [1, 1, 1, 1]), (24, [1, 1, 1, 1]), (64, [0, 0, 1, 1])])
-def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under_emulation(width, pads, tmp_path, save,
-                                                                                            sysroot_ready):
+def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
     """A stride-2 int8 depthwise layer on Arm copies its input rows into the two column phases with
     contiguous loads and a deinterleaving shuffle (backend/deinterleave.py): rows of 64, 48 and 24 columns take vectors of
     16, 8 and 4 column pairs (odd pairs keep the unrolled copy, run by the tests above); padding on one side only
-    (an odd padded width) keeps the phased copy, and the convolution rule still schedules the layer. Run under
-    qemu, within one step of onnxruntime."""
+    (an odd padded width) keeps the phased copy, and the convolution rule still schedules the layer. The four
+    layers are built side by side in one library, run under qemu, each within one step of onnxruntime."""
     import re
     import subprocess
 
-    rng = np.random.default_rng(width)
-    nodes = [helper.make_node("Conv", ["x", "wd", "bd"], ["d"], name="dw", group=8, pads=pads, strides=[2, 2]),
-             helper.make_node("Relu", ["d"], ["y"], name="relu")]
-    model = make(nodes, [fin("x", [1, 8, 6, width])], [fin("y", [1, 8, 3, width // 2])],
-                 [init("wd", rand(rng, 8, 1, 3, 3)), init("bd", rand(rng, 8))])
-    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 1, 8, 6, width)).astype(np.float32))
-    q, _ = PassManager(build_passes("quantize-int8")).run(model, PassContext(calibration=from_npz(tmp_path / "calib.npz")))
+    cases = [(64, [1, 1, 1, 1]), (48, [1, 1, 1, 1]), (24, [1, 1, 1, 1]), (64, [0, 0, 1, 1])]
+    quantized_layers, inputs = [], {}
+    for k, (width, pads) in enumerate(cases):
+        rng = np.random.default_rng(width + k)
+        nodes = [helper.make_node("Conv", ["x", "wd", "bd"], ["d"], name="dw", group=8, pads=pads, strides=[2, 2]),
+                 helper.make_node("Relu", ["d"], ["y"], name="relu")]
+        model = make(nodes, [fin("x", [1, 8, 6, width])], [fin("y", [1, 8, 3, width // 2])],
+                     [init("wd", rand(rng, 8, 1, 3, 3)), init("bd", rand(rng, 8))])
+        np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 1, 8, 6, width)).astype(np.float32))
+        q, _ = PassManager(build_passes("quantize-int8")).run(model, PassContext(calibration=from_npz(tmp_path / "calib.npz")))
+        quantized_layers.append(q)
+        inputs[f"b{k}_x"] = rng.standard_normal((1, 8, 6, width)).astype(np.float32)
+    q = side_by_side(quantized_layers)
     result = compile_model(save(q, "dw.onnx"), get_target("snapdragon845"), tmp_path / "a", passes="", validate="off")
-    assert result.manifest["schedules"]["functions"]["conv"] == 1          # not the generic fallback
+    assert result.manifest["schedules"]["functions"]["conv"] == len(cases)      # not the generic fallback
     disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "a" / "model.so")],
                                  capture_output=True, text=True, check=True).stdout
-    if width % 16 == 0 and pads[1] == 1:        # vectors of 16 or 8 bytes: LLVM emits ld2, or uzp1/uzp2
-        assert re.search(r"\t(ld2|uzp1|uzp2)\t\{?v\d+\.(16b|8b)", disassembly)
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
-    x = rng.standard_normal((1, 8, 6, width)).astype(np.float32)
-    got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
-    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-    assert steps.max() <= 1.0 + 1e-3, steps.max()
+    assert re.search(r"\t(ld2|uzp1|uzp2)\t\{?v\d+\.(16b|8b)", disassembly)      # 64 and 48 columns: ld2, or uzp1/uzp2
+    got = run_artifact(tmp_path / "a", inputs, emulate=True).outputs
+    expected = run_ort(q, inputs)
+    for k in range(len(cases)):
+        out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == f"b{k}_y_scale")
+        steps = np.abs(got[f"b{k}_y"] - expected[f"b{k}_y"]) / float(out_scale)
+        assert steps.max() <= 1.0 + 1e-3, (cases[k], steps.max())
 
 
 @pytest.mark.emulation
