@@ -46,7 +46,7 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
     """The NEON-only schedule choices, run as AArch64 code: rows no SIMD multiple divides (14, 7, a prime 23:
     two registers, the last tile predicated), depthwise planes wide enough that their padding copy is
     written in 16-element vectors with a remainder (39 padded columns), and depthwise rows in blocks."""
-    from graphs import fin, init, make, rand
+    from graphs import fin, init, make, rand, side_by_side
     from onnx import helper
 
     rng = np.random.default_rng(5)
@@ -83,15 +83,17 @@ def test_neon_row_tiles_and_depthwise_padding_match_onnxruntime_under_emulation(
                   helper.make_node("Conv", ["a", "k5"], ["y"], name="dw5", group=4, pads=[2, 2, 2, 2])],
                  [fin("x", [1, 4, 9, 16])], [fin("y", [1, 4, 9, 17])],
                  [init("k3", rand(rng, 4, 1, 3, 3)), init("k5", rand(rng, 4, 1, 5, 5))])
-    for name, m in (("rows", model), ("wide", wide), ("prime", prime), ("blocks", blocks), ("grouped", grouped),
-                    ("edges", edges)):
-        built = compile_model(save(m, f"{name}.onnx"), get_target("rk3399"), tmp_path / name, validate="emulate")
-        # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
-        assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
-        assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
-        assert built.manifest["bias_initialized_convolutions"] == (name in ("blocks", "grouped"))
-        if name == "edges":         # both layers on the conv rule (a failed fill-then-copy falls back to generic)
-            assert built.manifest["schedules"]["functions"]["conv"] == 2
+    # The six graphs side by side in one library: one build, one emulator run.
+    merged = side_by_side([model, wide, prime, blocks, grouped, edges])
+    built = compile_model(save(merged, "merged.onnx"), get_target("rk3399"), tmp_path / "a", validate="emulate")
+    # compile refuses a build whose AArch64 library, run under qemu, disagrees with onnxruntime
+    assert built.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
+    assert len(built.manifest["validation"]["outputs"]) == 6
+    assert max(o["max_abs_diff"] for o in built.manifest["validation"]["outputs"].values()) < 1e-4
+    assert built.manifest["bias_initialized_convolutions"] == 2          # blocks' 3x3 and the grouped conv
+    # as many functions on the conv rule as the six graphs built one by one (a failed fill-then-copy, for one,
+    # would fall back to the generic rule)
+    assert built.manifest["schedules"]["functions"]["conv"] == 8
 
 
 def test_padded_rows_and_hwio_weights_match_onnxruntime_under_emulation(tmp_path, save, sysroot_ready):
