@@ -1,6 +1,9 @@
 """TVM runs QDQ models with integer convolutions, equal to onnxruntime's QDQ execution within one
 quantization step."""
 
+import re
+import subprocess
+
 import numpy as np
 import onnx
 import pytest
@@ -15,6 +18,20 @@ from optkit.pass_infra.calibration import from_npz
 from optkit.pass_infra.contract import PassContext
 from optkit.pass_infra.manager import PassManager
 from optkit.pass_infra.spec import build_passes
+
+
+def _disassembly(artifact_dir) -> str:
+    """objdump's disassembly of an AArch64 artifact's library."""
+    return subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(artifact_dir / "model.so")],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def _emulated_steps(artifact_dir, q, feeds) -> float:
+    """Largest difference between the AArch64 build of the QDQ model `q` run under qemu and onnxruntime's run
+    of `q`, on output y, in steps of y's quantization scale."""
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    got = run_artifact(artifact_dir, feeds, emulate=True).outputs["y"]
+    return float((np.abs(got - run_ort(q, feeds)["y"]) / float(out_scale)).max())
 
 
 def conv_stack(height: int = 17, width: int = 23):
@@ -124,25 +141,20 @@ def test_arm_int8_builds_match_onnxruntime_qdq_under_emulation(quantized, tmp_pa
     NEON widening multiplies, two channel groups at a time (smull, smlal, sadalp; 12 channels padded to an even
     group count, the 3-channel stem as float sums); the AArch64 library itself runs under qemu within one
     quantization step of onnxruntime."""
-    import subprocess
-
     q, path = quantized
     result = compile_model(path, get_target(target), tmp_path / "sd845", passes="", validate="emulate")
     packed = 3 if instruction == "sdot" else 2       # the widening kind leaves the 3-channel stem in float
     assert result.manifest["dot_product_convolutions"] == packed
     assert result.manifest["schedules"]["functions"].get("dot", 0) == packed     # tensorized, no fallback
     assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "sd845" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "sd845")
     mnemonics = {line.split("\t")[2].split()[0] for line in disassembly.splitlines() if line.count("\t") >= 2}
     assert instruction in mnemonics and ("sdot" in mnemonics) == (instruction == "sdot")
     if instruction == "sdot":       # 8 channels' weights loaded as vectors, each sdot reading its lane
         assert any("sdot" in line and ".4b[" in line for line in disassembly.splitlines())
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     x = np.random.default_rng(20).standard_normal((1, 3, 17, 23)).astype(np.float32)
-    got = run_artifact(tmp_path / "sd845", {"x": x}, emulate=True).outputs["y"]
-    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-    assert steps.max() <= 1.0 + 1e-3, steps.max()
+    steps = _emulated_steps(tmp_path / "sd845", q, {"x": x})
+    assert steps <= 1.0 + 1e-3, steps
 
 
 def test_integer_build_matches_onnxruntime_qdq_within_one_step(quantized, tmp_path):
@@ -240,11 +252,9 @@ def test_arm_int8_residual_and_grouped_layers_match_onnxruntime_under_emulation(
         residual_block(), PassContext(calibration=from_npz(tmp_path / "calib.npz")))
     result = compile_model(save(q, "res.onnx"), get_target(target), tmp_path / "a", passes="", validate="off")
     assert (result.manifest["integer_convolutions"], result.manifest["dot_product_convolutions"]) == (3, 2)
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     x = np.random.default_rng(40).standard_normal((1, 6, 15, 19)).astype(np.float32)
-    got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
-    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-    assert steps.max() <= 1.0 + 1e-3, steps.max()
+    steps = _emulated_steps(tmp_path / "a", q, {"x": x})
+    assert steps <= 1.0 + 1e-3, steps
 
 
 def qdq_concat_model(out_grid: tuple[float, int]) -> onnx.ModelProto:
@@ -377,15 +387,11 @@ def test_quantized_max_pool_on_aarch64_equals_onnxruntime_under_emulation(save, 
     uint8 and int8 with a zero point, values saturated at both ends of the grid. Where 16 output columns
     divide the row, each tap is one 16-byte vector max (umax/smax .16b). The three cases are built side by
     side in one library."""
-    import re
-    import subprocess
-
     cases = [(np.uint8, 0, 2, 35), (np.int8, -20, 1, 32), (np.uint8, 0, 2, 64)]
     model = side_by_side([qdq_max_pool_model(dtype, zero_point, stride, width=width)
                           for dtype, zero_point, stride, width in cases])
     compile_model(save(model, "pool.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="", validate="off")
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "arm" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "arm")
     for vector_max in ("umax", "smax"):         # 64 columns at stride 2 (uint8), 32 at stride 1 (int8)
         assert re.search(rf"\t{vector_max}\tv\d+\.16b", disassembly), vector_max
     rng = np.random.default_rng(6)
@@ -401,15 +407,11 @@ def test_quantized_max_pool_on_aarch64_equals_onnxruntime_under_emulation(save, 
 def test_float_max_pool_on_aarch64_is_vectorized_and_equals_onnxruntime_under_emulation(save, tmp_path, sysroot_ready):
     """An fp32 max pool on Arm takes the same vector rule (a compare and select on 4 lanes per tap) and equals
     onnxruntime."""
-    import re
-    import subprocess
-
     nodes = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
     model = make(nodes, [fin("x", [1, 5, 9, 32])], [fin("y", [1, 5, 9, 32])], [])
     compile_model(save(model, "fpool.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="",
                   validate="emulate")
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "arm" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "arm")
     assert re.search(r"\t(fmax|fcmgt)\tv\d+\.4s", disassembly)      # TVM's max of floats is a compare and select
     feeds = {"x": np.random.default_rng(7).standard_normal((1, 5, 9, 32)).astype(np.float32)}
     got = run_artifact(tmp_path / "arm", feeds, emulate=True).outputs["y"]
@@ -438,8 +440,6 @@ def test_neon_saturating_round_matches_onnxruntime_bit_for_bit_under_emulation(d
     under qemu on every half-step tie in range, both saturation ends, values past int32 and infinities, they
     equal onnxruntime's QuantizeLinear exactly (scale 0.5: its reciprocal is exact, so division and product
     agree)."""
-    import subprocess
-
     scale = np.float32(0.5)
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
@@ -451,8 +451,7 @@ def test_neon_saturating_round_matches_onnxruntime_bit_for_bit_under_emulation(d
     x = np.resize(np.concatenate([ties, extremes, np.random.default_rng(2).uniform(-200, 200, 512)]),
                   shape).astype(np.float32)
     compile_model(save(model, "qdq.onnx"), get_target("snapdragon845"), tmp_path / "arm", passes="", validate="off")
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "arm" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "arm")
     narrow = "sqxtun" if dtype == np.uint8 else "sqxtn"
     assert "fcvtns" in disassembly and f"{narrow}\t" in disassembly and ("sqadd" in disassembly) == bool(zero_point)
     got = run_artifact(tmp_path / "arm", {"x": x}, emulate=True).outputs["y"]
@@ -466,9 +465,6 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
     16, 8 and 4 column pairs (odd pairs keep the unrolled copy, run by the tests above); padding on one side only
     (an odd padded width) keeps the phased copy, and the convolution rule still schedules the layer. The four
     layers are built side by side in one library, run under qemu, each within one step of onnxruntime."""
-    import re
-    import subprocess
-
     cases = [(64, [1, 1, 1, 1]), (48, [1, 1, 1, 1]), (24, [1, 1, 1, 1]), (64, [0, 0, 1, 1])]
     quantized_layers, inputs = [], {}
     for k, (width, pads) in enumerate(cases):
@@ -484,8 +480,7 @@ def test_stride2_int8_depthwise_deinterleaves_rows_and_matches_onnxruntime_under
     q = side_by_side(quantized_layers)
     result = compile_model(save(q, "dw.onnx"), get_target("snapdragon845"), tmp_path / "a", passes="", validate="off")
     assert result.manifest["schedules"]["functions"]["conv"] == len(cases)      # not the generic fallback
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "a" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "a")
     assert re.search(r"\t(ld2|uzp1|uzp2)\t\{?v\d+\.(16b|8b)", disassembly)      # 64 and 48 columns: ld2, or uzp1/uzp2
     got = run_artifact(tmp_path / "a", inputs, emulate=True).outputs
     expected = run_ort(q, inputs)
@@ -501,9 +496,6 @@ def test_arm_int8_rgb_stem_reads_hwio_weights_and_deinterleaved_rows_under_emula
     sum over the integers: its weights are HWIO constants, multiplied by lane (`fmla v.4s, v.4s, v.s[i]`)
     instead of loaded one by one, and its padded input is copied into column phases by contiguous loads and
     a deinterleaving shuffle instead of byte by byte. Within one step of onnxruntime under qemu."""
-    import re
-    import subprocess
-
     rng = np.random.default_rng(21)
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="stem", pads=[1, 1, 1, 1], strides=[2, 2]),
              helper.make_node("Relu", ["c"], ["y"], name="relu")]
@@ -513,15 +505,12 @@ def test_arm_int8_rgb_stem_reads_hwio_weights_and_deinterleaved_rows_under_emula
     q, _ = PassManager(build_passes("quantize-int8")).run(model, PassContext(calibration=from_npz(tmp_path / "calib.npz")))
     result = compile_model(save(q, "stem.onnx"), get_target("rk3399"), tmp_path / "a", passes="", validate="off")
     assert (result.manifest["dot_product_convolutions"], result.manifest["schedules"]["functions"]["conv"]) == (0, 1)
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "a" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "a")
     assert re.search(r"\tfmla\tv\d+\.4s, v\d+\.4s, v\d+\.s\[[1-3]\]", disassembly)
     assert re.search(r"\t(ld2|uzp1|uzp2)\t\{?v\d+\.(16b|8b)", disassembly)
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     x = rng.standard_normal((1, 3, 18, 64)).astype(np.float32)
-    got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
-    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-    assert steps.max() <= 1.0 + 1e-3, steps.max()
+    steps = _emulated_steps(tmp_path / "a", q, {"x": x})
+    assert steps <= 1.0 + 1e-3, steps
 
 
 @pytest.mark.emulation
@@ -531,9 +520,6 @@ def test_arm_int8_depthwise_sums_int16_products_by_lane_and_matches_onnxruntime_
     (`smlal`/`smlal2` by lane), exactly: a 3x3 layer on 36 columns (a 16-column tile and an 8-column
     one) and a 5x5 dilation-2 layer after a ReLU, both with biases and a non-zero input zero point, within
     one step of onnxruntime under qemu. Rows of 35 columns keep the float32 sums."""
-    import re
-    import subprocess
-
     from optkit.backend.rewrites.int8 import integer_convolutions
 
     def quantized_depthwise(width: int):
@@ -559,14 +545,11 @@ def test_arm_int8_depthwise_sums_int16_products_by_lane_and_matches_onnxruntime_
     assert int(zero_point) != 0
     result = compile_model(save(q, "dw.onnx"), get_target("rk3399"), tmp_path / "a", passes="", validate="off")
     assert result.manifest["schedules"]["functions"]["conv"] == 2          # not the generic fallback
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "a" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "a")
     assert re.search(r"\tsmlal2?\tv\d+\.4s, v\d+\.[48]h, v\d+\.h\[", disassembly)
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     x = rng.standard_normal((1, 8, 13, 36)).astype(np.float32)
-    got = run_artifact(tmp_path / "a", {"x": x}, emulate=True).outputs["y"]
-    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-    assert steps.max() <= 1.0 + 1e-3, steps.max()
+    steps = _emulated_steps(tmp_path / "a", q, {"x": x})
+    assert steps <= 1.0 + 1e-3, steps
 
 
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])
@@ -627,7 +610,6 @@ def test_widening_convs_add_each_pixels_lanes_with_addp_under_emulation(tmp_path
     """On rows of whole 8-pixel tiles (16 wide) the channel-pair kind adds each pixel's two partial lanes with
     one `addp` per 4 pixels (backend/pair_sum.py); the library runs under qemu within one step of
     onnxruntime."""
-    import subprocess
 
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 1, 3, 32, 32)).astype(np.float32))
@@ -636,11 +618,8 @@ def test_widening_convs_add_each_pixels_lanes_with_addp_under_emulation(tmp_path
     path = save(q, "q32.onnx")
     result = compile_model(path, get_target("rk3399"), tmp_path / "rk", passes="", validate="emulate")
     assert result.manifest["validation"]["how"] == "exported library under qemu-aarch64 user-mode emulation"
-    disassembly = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(tmp_path / "rk" / "model.so")],
-                                 capture_output=True, text=True, check=True).stdout
+    disassembly = _disassembly(tmp_path / "rk")
     assert any("addp" in line and ".4s" in line for line in disassembly.splitlines())
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
-    got = run_artifact(tmp_path / "rk", {"x": x}, emulate=True).outputs["y"]
-    steps = np.abs(got - run_ort(q, {"x": x})["y"]) / float(out_scale)
-    assert steps.max() <= 1.0 + 1e-3, steps.max()
+    steps = _emulated_steps(tmp_path / "rk", q, {"x": x})
+    assert steps <= 1.0 + 1e-3, steps

@@ -598,8 +598,8 @@ def schedule_conv(sch, conv, lanes: int, parallel: bool = True) -> None:
         plane = sch.fuse(n, f_o, *rows)
     if neon_dense:      # a dense int8 stem's phased padding, at the root: as the depthwise planes' above
         for pad in padding:
-            if _reads_input_columns_into_phases(sch, pad) and _deinterleaved_lanes(sch, pad):
-                _fill_then_deinterleave(sch, pad, _deinterleaved_lanes(sch, pad))
+            if _reads_input_columns_into_phases(sch, pad) and (pairs := _deinterleaved_lanes(sch, pad)):
+                _fill_then_deinterleave(sch, pad, pairs)
                 if parallel:
                     sch.parallel(sch.fuse(*sch.get_loops(pad)[:2]))
     if parallel:
