@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-from optkit.passes.int8 import bias_correction, concat_grids, layer_inputs, ranges, rounding, sensitivity
+from optkit.passes.int8 import bias_correction, channel_grids, concat_grids, layer_inputs, ranges, rounding, sensitivity
 
 from optkit.core.errors import OptionError
 from optkit.graph.index import GraphIndex, attr, remove_unused_initializers
@@ -149,11 +149,12 @@ class _Mixed:
 
 
 def _mixed_precision(model: onnx.ModelProto, feeds: list[dict], weights: dict[str, _Weight], target_db: float,
-                     conv_share: float) -> _Mixed:
+                     conv_share: float, per_channel: set[str]) -> _Mixed:
     """The activations to keep 16-bit and the layers to keep float (sensitivity.keep_wide) so that the
     predicted worst output SQNR reaches `target_db`, with at most `conv_share` of the Convs out of int8 (a
     Conv reading a 16-bit activation runs in float too). Tensors read only by Relu/Clip are not candidates:
-    the quantizer folds those into the range of their output."""
+    the quantizer folds those into the range of their output. Tensors of `per_channel` are measured on
+    the grid per channel they will get."""
     index = GraphIndex(model.graph)
     folded = {name for name, readers in index.consumers.items()
               if readers and all(r.op_type in ("Relu", "Clip") for r in readers)}
@@ -161,13 +162,14 @@ def _mixed_precision(model: onnx.ModelProto, feeds: list[dict], weights: dict[st
     sample = feeds[:SENSITIVITY_SAMPLES]
     bounds, _ = ranges.observe(model, sample, names)
     bounds = {n: b for n, b in bounds.items() if b[1] > b[0]}
-    cost = {n: sum(r.op_type == "Conv" for r in index.consumers.get(n, [])) for n in bounds}
-    cost |= {n: int(w.node.op_type == "Conv") for n, w in weights.items()}
-    noise = sensitivity.tensor_noise(model, bounds, sample, {n: w.rounded for n, w in weights.items()})
+    channels = channel_grids.within(channel_grids.observe(model, sample, sorted(per_channel & set(bounds))), bounds)
+    cost = {n: frozenset(r.output[0] for r in index.consumers.get(n, []) if r.op_type == "Conv") for n in bounds}
+    cost |= {n: frozenset([w.node.output[0]] if w.node.op_type == "Conv" else []) for n, w in weights.items()}
+    noise = sensitivity.tensor_noise(model, bounds | channels, sample, {n: w.rounded for n, w in weights.items()})
     convs = sum(n.op_type == "Conv" for n in model.graph.node)
     chosen, predicted = sensitivity.keep_wide(noise, target_db, cost, int(conv_share * convs))
     return _Mixed([n for n in chosen if n not in weights], [weights[n].node.name for n in chosen if n in weights],
-                  predicted, sum(cost[n] for n in chosen))
+                  predicted, len(frozenset().union(*(cost[n] for n in chosen))))
 
 
 class QuantizeInt8(Pass):
@@ -187,6 +189,8 @@ class QuantizeInt8(Pass):
                                                 "this (dB; 0 = all int8)"),
         "mixed_conv_share": PassOption(float, 0.1, "at most this share of the Convs may leave int8 (kept float, or "
                                                    "reading a 16-bit activation)"),
+        "depthwise_channel_grids": PassOption(bool, False, "a uint8/int8 grid per channel for tensors read only by "
+                                                           "depthwise Convs (free in integer arithmetic)"),
         "bias_correction": PassOption(bool, False, "move each Conv/Gemm output's per-channel mean on the calibration "
                                                    "data back to the float model's, through its bias"),
         "exclude": PassOption(str, "", "node names to keep in float, joined by ';' (from Python: a list of names)"),
@@ -230,9 +234,10 @@ class QuantizeInt8(Pass):
         reference = copy_model(model) if self.config["bias_correction"] else None
         mixed_target, mode = self.config["mixed_sqnr_db"], self.config["rounding"]
         weights = _rounded_weights(model, feeds, set(exclude), mode) if mixed_target > 0 or mode == "gptq" else {}
+        per_channel = set(channel_grids.depthwise_inputs(model)) if self.config["depthwise_channel_grids"] else set()
         mixed = None
         if mixed_target > 0:
-            mixed = _mixed_precision(model, feeds, weights, mixed_target, self.config["mixed_conv_share"])
+            mixed = _mixed_precision(model, feeds, weights, mixed_target, self.config["mixed_conv_share"], per_channel)
             exclude += mixed.float_layers
             weights = {n: w for n, w in weights.items() if w.node.name not in mixed.float_layers}
         overrides = _apply_rounding(model, weights) if mode == "gptq" else {}
@@ -255,6 +260,8 @@ class QuantizeInt8(Pass):
                                    **({"TensorQuantOverrides": overrides} if overrides else {})},
                 )
             quantized = onnx.load(str(dst))
+        per_channel -= set(mixed.wide if mixed else [])
+        channel_tensors = channel_grids.apply(quantized, channel_grids.observe(model, feeds, sorted(per_channel)))
         shared_grids = concat_grids.share_concat_grids(quantized)
         corrected = bias_correction.correct_biases(reference, quantized, feeds) if reference is not None else 0
         quantized.graph.name = model.graph.name
@@ -264,6 +271,7 @@ class QuantizeInt8(Pass):
                                             "float_nodes_kept": len(exclude), "calibrator": self.config["calibrator"],
                                             "rounding": self.config["rounding"],
                                             "concats_on_an_input_grid": shared_grids,
+                                            **({"channel_grid_tensors": len(channel_tensors)} if per_channel else {}),
                                             **({"bias_corrected_layers": corrected} if reference is not None else {}),
                                             **({"int16_activations": mixed.wide, "float_layers": mixed.float_layers,
                                                 "predicted_sqnr_db": round(mixed.predicted_sqnr_db, 1),

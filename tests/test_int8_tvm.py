@@ -7,14 +7,14 @@ import subprocess
 import numpy as np
 import onnx
 import pytest
-from graphs import bn_inits, bn_node, fin, host_has_vnni, init, make, rand, side_by_side
+from graphs import bn_inits, bn_node, channel_spread_net, fin, host_has_vnni, init, make, rand, side_by_side
 from onnx import helper, numpy_helper
 
 from optkit.backend.compiler import compile_model, frontend, to_relax
 from optkit.backend.runtime.runner import run_artifact
 from optkit.backend.targets import get_target
 from optkit.graph.numerics import run_ort
-from optkit.pass_infra.calibration import from_npz
+from optkit.pass_infra.calibration import from_npz, from_python
 from optkit.pass_infra.contract import PassContext
 from optkit.pass_infra.manager import PassManager
 from optkit.pass_infra.spec import build_passes
@@ -550,6 +550,39 @@ def test_arm_int8_depthwise_sums_int16_products_by_lane_and_matches_onnxruntime_
     x = rng.standard_normal((1, 8, 13, 36)).astype(np.float32)
     steps = _emulated_steps(tmp_path / "a", q, {"x": x})
     assert steps <= 1.0 + 1e-3, steps
+
+
+@pytest.mark.emulation
+def test_a_depthwise_input_on_a_grid_per_channel_stays_integer_on_the_host_and_on_arm_under_emulation(
+        tmp_path, save, sysroot_ready):
+    """passes/int8/channel_grids.py's grid per channel (here with different, non-zero zero points) keeps the
+    depthwise layer an integer conv: each channel's zero point subtracted in its sum, s_x[c] * s_w[c] in the
+    rescale; the layer writing that tensor folds its per-channel requantize (Arm). All three convs are
+    rewritten, every quantize after a conv is folded, and the host build and the rk3399 build (int16 sums
+    by lane) run under qemu are onnxruntime's within one step."""
+    from optkit.backend.rewrites.int8 import integer_convolutions
+    from optkit.backend.rewrites.requantize import folded_requantize
+
+    rng = np.random.default_rng(21)
+    samples = [rng.uniform(-1, 1, (1, 4, 13, 36)).astype(np.float32) for _ in range(8)]
+    q, (record,) = PassManager(build_passes("quantize-int8{depthwise_channel_grids=true}")).run(
+        channel_spread_net(), PassContext(calibration=from_python(samples)))
+    assert record.stats["channel_grid_tensors"] == 1
+    zero_points = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name.startswith("c1_channel_zero"))
+    assert len(set(zero_points.tolist())) > 1
+    for float_dense in (False, True):
+        mod, rewritten, _ = integer_convolutions(to_relax(q, "q.onnx"), float_dense=float_dense)
+        assert rewritten == 3, float_dense
+    mod, folded = folded_requantize(mod)
+    assert folded == 3 and mod.script().count("R.quantize(") == 1       # only the graph input's is left
+    path = save(q, "q.onnx")
+    compile_model(path, get_target("host"), tmp_path / "host", passes="")
+    compile_model(path, get_target("rk3399"), tmp_path / "arm", passes="", validate="off")
+    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
+    x = rng.uniform(-1, 1, (1, 4, 13, 36)).astype(np.float32)
+    host_steps = np.abs(run_artifact(tmp_path / "host", {"x": x}).outputs["y"] - run_ort(q, {"x": x})["y"]) / out_scale
+    assert host_steps.max() <= 1.0 + 1e-3
+    assert _emulated_steps(tmp_path / "arm", q, {"x": x}) <= 1.0 + 1e-3
 
 
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])

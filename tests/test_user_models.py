@@ -140,3 +140,16 @@ def test_accuracy_aware_quantize_and_prune_scan_take_the_user_model(project, tmp
     assert scan.metric_name == "output cosine" and scan.groups and all(g.metric <= 1.0 + 1e-6 for g in scan.groups)
     with pytest.raises(OptionError, match="--reference-model nosuch: not in"):
         api.quantize(project / "mine.onnx", tmp_path / "q2.onnx", "nosuch", 0.05, budgets=project / "budgets.toml")
+
+
+def test_the_cosine_of_a_one_element_output_is_taken_over_the_samples():
+    """Per sample, the cosine of two single numbers is 1 whenever they share a sign: a presence score off
+    by a factor of ten would pass. Over the samples it is a real comparison."""
+    from optkit.harness.user_models import _score
+
+    reference = [{"score": np.array([[s]]), "vector": np.array([1.0, 2.0, 3.0])} for s in (0.9, 0.1, 0.5, 0.05)]
+    close = [{"score": r["score"] * 1.001, "vector": r["vector"]} for r in reference]
+    wrong = [{"score": np.array([[s]]), "vector": r["vector"]} for r, s in zip(reference, (0.1, 0.9, 0.5, 0.6))]
+    assert _score("cosine", close, reference) > 0.9999
+    assert _score("cosine", wrong, reference) < 0.7
+    assert _score("sqnr_db", wrong, reference) < 0          # each sample on its own, as before

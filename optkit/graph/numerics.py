@@ -104,7 +104,20 @@ def ort_session(model: onnx.ModelProto, threads: int = 1, optimize: bool = False
     opts.log_severity_level = 4
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    elif quantizes_activations_per_channel(model):
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def quantizes_activations_per_channel(model: onnx.ModelProto) -> bool:
+    """Whether a QuantizeLinear of a computed tensor has a scale per channel (quantize-int8's
+    depthwise_channel_grids). onnxruntime 1.32's extended optimizations fuse the Conv writing such a tensor
+    into a QLinearConv, which then fails at run time ('result zero point must be a scalar'); its basic
+    ones leave the graph runnable."""
+    constants = {t.name for t in model.graph.initializer}
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    return any(n.op_type == "QuantizeLinear" and n.input[0] not in constants and len(n.input) > 1
+               and int(np.prod(shapes.get(n.input[1], ()))) > 1 for n in model.graph.node)
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
@@ -208,3 +221,16 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     den = np.linalg.norm(a) * np.linalg.norm(b)
     return float(a @ b / den) if den else 1.0
+
+
+def worst_cosines(reference: list[dict[str, np.ndarray]], got: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Per output, the worst cosine over the samples. An output of one element per sample (a score, a
+    presence flag) is compared as one vector over the samples: the cosine of two single numbers is only
+    their sign agreement, 1 for any two of one sign."""
+    worst = {}
+    for name, first in reference[0].items():
+        pairs = [(r[name], g[name]) for r, g in zip(reference, got)]
+        if np.size(first) == 1:
+            pairs = [(np.ravel([r for r, _ in pairs]), np.ravel([g for _, g in pairs]))]
+        worst[name] = min(cosine(r, g) for r, g in pairs)
+    return worst

@@ -23,18 +23,19 @@ def fake_quantize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return ((np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale).astype(x.dtype)
 
 
-def _qparams(lo: float, hi: float) -> tuple[np.float32, np.uint8]:
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = (hi - lo) / 255 if hi > lo else 1.0
-    return np.float32(scale), np.uint8(np.clip(np.round(-lo / scale), 0, 255))
+def _qparams(lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (scale, zero point) over [lo, hi]: scalars, or vectors for a grid per channel."""
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+    scale = np.where(hi > lo, (hi - lo) / 255, 1.0).astype(np.float32)
+    return scale, np.clip(np.round(-lo / scale), 0, 255).astype(np.uint8)
 
 
 def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
                   weights: dict[str, np.ndarray] | None = None) -> tuple[onnx.ModelProto, list[str]]:
     """The model with `x + on * (dequantize(quantize(x)) - x)` read in place of each tensor x of `ranges`
-    (graph outputs excepted), then `w + on * (rounded - w)` in place of each weight of `weights` (name ->
-    rounded value); each `on` is a new float input of shape [1]. Returns it and the switch names, in that
-    order."""
+    (graph outputs excepted; a range of vectors is a grid per channel), then `w + on * (rounded - w)` in
+    place of each weight of `weights` (name -> rounded value); each `on` is a new float input of shape [1].
+    Returns it and the switch names, in that order."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -42,14 +43,15 @@ def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]
     switches, renames = [], {}
     for i, (name, (lo, hi)) in enumerate(ranges.items()):
         scale, zero = _qparams(lo, hi)
+        axis = {"axis": 1} if scale.ndim else {}          # a grid per channel (passes/int8/channel_grids.py)
         p = f"_optkit_switch{i}"
         graph.initializer.extend([numpy_helper.from_array(np.array(scale), p + "_s"),
                                   numpy_helper.from_array(np.array(zero), p + "_z")])
         graph.input.append(helper.make_tensor_value_info(p, TensorProto.FLOAT, [1]))
         switches.append(p)
         spliced[name] = [
-            helper.make_node("QuantizeLinear", [name, p + "_s", p + "_z"], [p + "_q"]),
-            helper.make_node("DequantizeLinear", [p + "_q", p + "_s", p + "_z"], [p + "_dq"]),
+            helper.make_node("QuantizeLinear", [name, p + "_s", p + "_z"], [p + "_q"], **axis),
+            helper.make_node("DequantizeLinear", [p + "_q", p + "_s", p + "_z"], [p + "_dq"], **axis),
             helper.make_node("Sub", [p + "_dq", name], [p + "_e"]),
             helper.make_node("Mul", [p + "_e", p], [p + "_me"]),
             helper.make_node("Add", [name, p + "_me"], [p + "_x"]),
@@ -107,19 +109,21 @@ def tensor_noise(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
     return noise
 
 
-def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, int], max_cost: int,
+def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, frozenset[str]], max_cost: int,
               max_tensors: int = 64) -> tuple[list[str], float]:
     """Tensors to keep out of 8 bits, largest noise on the worst output first, until the predicted worst
     output SQNR (-10·log10 of the noise left on it) reaches `target_db`; when nothing affordable helps the
-    worst output, the next worst one is served. A tensor costs `cost[name]` (the Convs it would push out of
-    int8); the total stays within `max_cost`. Returns them and the predicted worst output SQNR."""
+    worst output, the next worst one is served. A tensor costs `cost[name]`, the Convs it would push out of
+    int8; the Convs pushed out, all together, stay within `max_cost`, so a tensor whose Convs are already
+    out costs nothing more (a Conv kept in float, then its 16-bit input). Returns them and the predicted
+    worst output SQNR."""
     names = list(noise)
     if not names:
         return [], float("inf")
     matrix = np.array([noise[n] for n in names])
     left = matrix.sum(axis=0)
     chosen: list[str] = []
-    spent = 0
+    spent: frozenset[str] = frozenset()
 
     def predicted() -> float:
         worst = float(left.max())
@@ -131,12 +135,12 @@ def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, in
             if -10 * np.log10(max(float(left[output]), 1e-300)) >= target_db:
                 break
             pick = next((i for i in np.argsort(-matrix[:, output]) if names[i] not in chosen
-                         and spent + cost.get(names[i], 0) <= max_cost and matrix[i, output] > 0), None)
+                         and len(spent | cost.get(names[i], frozenset())) <= max_cost and matrix[i, output] > 0), None)
             if pick is not None:
                 break
         if pick is None:
             break
         chosen.append(names[pick])
-        spent += cost.get(names[pick], 0)
+        spent |= cost.get(names[pick], frozenset())
         left = left - matrix[pick]
     return chosen, predicted()

@@ -66,19 +66,25 @@ class _IntegerConv(PyExprMutator):
     def _dequantize_of(self, expr):
         return bound_call(self, expr, _DEQUANTIZE)
 
-    def _quantized_input(self, expr):
-        """(x_q, scale, zero point) of an activation dequantized per tensor from int8/uint8, or None."""
+    def _quantized_input(self, expr, channels: int = 0):
+        """(x_q, scale, zero point) of an activation dequantized from int8/uint8 per tensor, or, where
+        `channels` is given (a depthwise layer's input), per channel on axis 1: then scale and zero point
+        are vectors of that length. None otherwise."""
         dq_x = self._dequantize_of(expr)
         qparams = per_tensor_qparams(dq_x) if dq_x is not None else None
+        if qparams is None and dq_x is not None and channels:
+            qparams = per_channel_qparams(dq_x, channels)
         if qparams is None or str(dq_x.args[0].ty.dtype) not in ("int8", "uint8"):
             return None
         return (dq_x.args[0], *qparams)
 
-    def _shifted_int16(self, x_q, zero_point: int):
-        """x_q - zero_point in int16, the operand of the int16 x int8 -> int32 products."""
+    def _shifted_int16(self, x_q, zero_point):
+        """x_q - zero_point in int16 (zero_point: one, or one per channel), the operand of the int16 x int8 ->
+        int32 products."""
         x_int = self.builder_.emit(relax.op.astype(x_q, "int16"))
-        if zero_point != 0:
-            x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(np.int16(zero_point))))
+        if np.any(zero_point != 0):
+            zero = np.int16(zero_point) if np.ndim(zero_point) == 0 else np.asarray(zero_point, np.int16).reshape(1, -1, 1, 1)
+            x_int = self.builder_.emit(relax.op.subtract(x_int, relax.const(zero)))
         return x_int
 
     def _rescaled(self, acc, scale: np.ndarray):
@@ -109,12 +115,13 @@ class _IntegerConv(PyExprMutator):
         int16 = self.float_dense and int(attrs.groups) > 1 and out_width % INT16_ROW_LANES == 0
         element_type, sum_type = ("int16", "int32") if int16 else ("float32", "float32")
 
-        def conv(x, w):
+        def conv(x, w, *zero_points):
             def element(n, c, y, column):
-                return deinterleaved(x(n, c, y, column), column % 2) if phased else x(n, c, y, column)
+                value = deinterleaved(x(n, c, y, column), column % 2) if phased else x(n, c, y, column)
+                zero = zero_points[0][c] if zero_points else tirx.const(zero_point, element_type)
+                return value.astype(element_type) - zero
 
-            shifted = te.compute(x.shape, lambda *i: element(*i).astype(element_type) - tirx.const(zero_point, element_type),
-                                 name="dequantize")
+            shifted = te.compute(x.shape, element, name="dequantize")
             return topi.nn.conv(shifted, w, [int(v) for v in attrs.strides], [int(v) for v in attrs.padding],
                                 [int(v) for v in attrs.dilation], int(attrs.groups), "NCHW", kernel_layout,
                                 out_dtype=sum_type)
@@ -123,7 +130,8 @@ class _IntegerConv(PyExprMutator):
         kernel_layout = "HWIO" if self.float_dense and int(attrs.groups) == 1 else "OIHW"
         if kernel_layout == "HWIO":
             weights = np.ascontiguousarray(weights.transpose(2, 3, 1, 0))
-        return self.builder_.emit(self.builder_.call_te(conv, x_q, relax.const(weights),
+        per_channel = [relax.const(np.asarray(zero_point).astype(element_type))] if np.ndim(zero_point) else []
+        return self.builder_.emit(self.builder_.call_te(conv, x_q, relax.const(weights), *per_channel,
                                                         primfunc_name_hint="group_conv2d_int8"))
 
     def _one_group_in_float(self, w_q: np.ndarray) -> bool:
@@ -187,10 +195,10 @@ class _IntegerConv(PyExprMutator):
             return self._integer_matmul(call)
         if call.op != _CONV:
             return call
-        x, dq_w = self._quantized_input(call.args[0]), self._dequantize_of(call.args[1])
+        attrs = call.attrs
+        x, dq_w = self._quantized_input(call.args[0], _depthwise_channels(call)), self._dequantize_of(call.args[1])
         if x is None or dq_w is None:
             return call
-        attrs = call.attrs
         if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
             return call
         x_q, scale_x, zero_point = x
@@ -212,7 +220,19 @@ class _IntegerConv(PyExprMutator):
             acc = self.builder_.emit(relax.op.nn.conv2d(
                 self._shifted_int16(x_q, zero_point), relax.const(w_q), strides=attrs.strides, padding=attrs.padding,
                 dilation=attrs.dilation, groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW", out_dtype="int32"))
-        return self._rescaled(acc, (scale_x * s_w).reshape(1, cout, 1, 1))
+        return self._rescaled(acc, (np.asarray(scale_x, np.float64) * s_w).reshape(1, cout, 1, 1))
+
+
+def _depthwise_channels(conv) -> int:
+    """The channel count of a depthwise conv2d (one input and one output channel per group), else 0: the
+    layers whose input may be quantized per channel (passes/int8/channel_grids.py), since channel c's sum
+    reads only channel c and is rescaled by s_x[c] * s_w[c]."""
+    groups = int(conv.attrs.groups)
+    x_shape, w_shape = conv.args[0].ty.shape, conv.args[1].ty.shape
+    if groups == 1 or len(x_shape) != 4 or len(w_shape) != 4 or not all(isinstance(d, tirx.IntImm) for d in (*x_shape, *w_shape)):
+        return 0
+    channels = int(x_shape[1])
+    return channels if channels == groups == int(w_shape[0]) and int(w_shape[1]) == 1 else 0
 
 
 def integer_convolutions(mod: tvm.IRModule, dot_product: DotKind | None = None,
@@ -250,6 +270,16 @@ def per_tensor_qparams(call) -> tuple[float, int] | None:
     if scale is None or zero_point is None or scale.size != 1 or zero_point.size != 1:
         return None
     return float(np.float32(scale.reshape(-1)[0])), int(zero_point.reshape(-1)[0])
+
+
+def per_channel_qparams(call, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scale float64 [C], zero point int64 [C]) of a quantize or dequantize of an NCHW tensor along axis 1
+    with `channels` constant scales and zero points, or None."""
+    scale, zero_point = constant_value(call.args[1]), constant_value(call.args[2])
+    if scale is None or zero_point is None or scale.size != channels or zero_point.size != channels \
+            or int(call.attrs.axis) not in (1, -3):
+        return None
+    return scale.reshape(-1).astype(np.float32).astype(np.float64), zero_point.reshape(-1).astype(np.int64)
 
 
 def reciprocal(scale: float) -> float:

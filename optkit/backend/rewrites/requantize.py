@@ -32,7 +32,7 @@ from tvm import relax, te
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from optkit.backend.dot_product import kind_of_block
-from optkit.backend.rewrites.int8 import per_tensor_qparams, quantized_value
+from optkit.backend.rewrites.int8 import per_channel_qparams, per_tensor_qparams, quantized_value
 from optkit.backend.rewrites.mutator import bound_call, constant_value, rewrite_functions
 
 _QUANTIZE = tvm.ir.Op.get("relax.quantize")
@@ -87,7 +87,7 @@ class _FoldedRequantize(PyExprMutator):
         out_dtype = str(quantize.attrs.out_dtype)
         biased = self._with_constant(bound_call(self, quantize.args[0], _ADD))
         scaled = self._with_constant(bound_call(self, biased[0], _MULTIPLY)) if biased else None
-        if qparams is None or out_dtype not in ("int8", "uint8") or scaled is None:
+        if out_dtype not in ("int8", "uint8") or scaled is None:
             return None
         acc, scale = scaled
         cast = bound_call(self, acc, _ASTYPE)
@@ -97,18 +97,25 @@ class _FoldedRequantize(PyExprMutator):
         if shape is None or str(acc.ty.dtype) not in ("int32", "float32"):
             return None
         channels = (1, shape[1], 1, 1)
+        if qparams is None:                     # a grid per channel (passes/int8/channel_grids.py), or none
+            qparams = per_channel_qparams(quantize, shape[1])
+            if qparams is None:
+                return None
         try:
             scale = np.broadcast_to(scale.astype(np.float32), channels)
             bias = np.broadcast_to(biased[1].astype(np.float32), channels)
         except ValueError:                      # not one value per output channel
             return None
-        inverse = np.float32(1) / np.float32(qparams[0])
+        inverse = (np.float32(1) / np.asarray(qparams[0], np.float32)).reshape(-1)
+        inverse = inverse[0] if inverse.size == 1 else inverse.reshape(channels)
+        zero_points = np.asarray(qparams[1]).reshape(-1)
         self.rewritten += 1
-        started = self._bias_in_start(acc, scale, bias)
+        started = self._bias_in_start(acc, scale, bias) if np.all(zero_points == zero_points[0]) else None
         if started is not None:
             return self.builder_.call_te(_requantized_from_start, started, relax.const(scale * inverse),
-                                         zero_point=qparams[1], out_dtype=out_dtype, primfunc_name_hint="requantize")
-        offset = bias * inverse + np.float32(qparams[1])
+                                         zero_point=int(zero_points[0]), out_dtype=out_dtype,
+                                         primfunc_name_hint="requantize")
+        offset = bias * inverse + zero_points.astype(np.float32).reshape(-1 if zero_points.size == 1 else channels)
         return self.builder_.call_te(_requantized, acc, relax.const(scale * inverse), relax.const(offset),
                                      out_dtype=out_dtype, primfunc_name_hint="requantize")
 
