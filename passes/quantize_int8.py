@@ -3,7 +3,9 @@
 Weights: per-channel symmetric int8, rounded to nearest or, with `rounding=gptq`, so that each layer's
 output error on the calibration data is least (passes/int8/rounding.py). Activations: uint8 (asymmetric)
 or int8 (symmetric), ranges from calibration data with the MinMax, Percentile or Entropy calibrator, or
-per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py). Mixed precision
+per tensor by its own quantization error (`calibrator=mse`, passes/int8/ranges.py), and with
+`depthwise_channel_grids` one grid per channel for the inputs of depthwise layers
+(passes/int8/channel_grids.py). Mixed precision
 (`mixed_sqnr_db`): the few activations that cost the outputs most stay 16-bit and the few such layers
 float (passes/int8/sensitivity.py). Bias correction (`bias_correction`): each layer's output mean is moved
 back to the float model's through its bias (passes/int8/bias_correction.py). A Concat's output takes the
@@ -190,7 +192,8 @@ class QuantizeInt8(Pass):
         "mixed_conv_share": PassOption(float, 0.1, "at most this share of the Convs may leave int8 (kept float, or "
                                                    "reading a 16-bit activation)"),
         "depthwise_channel_grids": PassOption(bool, False, "a uint8/int8 grid per channel for tensors read only by "
-                                                           "depthwise Convs (free in integer arithmetic)"),
+                                                           "depthwise Convs (free in integer arithmetic; onnxruntime "
+                                                           "runs such graphs with basic optimizations only)"),
         "bias_correction": PassOption(bool, False, "move each Conv/Gemm output's per-channel mean on the calibration "
                                                    "data back to the float model's, through its bias"),
         "exclude": PassOption(str, "", "node names to keep in float, joined by ';' (from Python: a list of names)"),
@@ -200,8 +203,8 @@ class QuantizeInt8(Pass):
 
     def loss_remedy(self) -> str:
         if self.config["mixed_sqnr_db"] <= 0:
-            return ("try quantize-int8{rounding=gptq,calibrator=mse,mixed_sqnr_db=30}, which keeps the few costliest "
-                    "activations and layers out of int8 (docs/int8.md)")
+            return ("try quantize-int8{rounding=gptq,calibrator=mse,mixed_sqnr_db=30,depthwise_channel_grids=true}, "
+                    "which keeps the few costliest activations and layers out of int8 (docs/int8.md)")
         return "a larger mixed_conv_share lets more of the costliest layers leave int8 (docs/int8.md)"
 
     def _excluded(self) -> list[str]:
