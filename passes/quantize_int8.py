@@ -165,13 +165,13 @@ def _mixed_precision(model: onnx.ModelProto, feeds: list[dict], weights: dict[st
     bounds, _ = ranges.observe(model, sample, names)
     bounds = {n: b for n, b in bounds.items() if b[1] > b[0]}
     channels = channel_grids.within(channel_grids.observe(model, sample, sorted(per_channel & set(bounds))), bounds)
-    cost = {n: frozenset(r.output[0] for r in index.consumers.get(n, []) if r.op_type == "Conv") for n in bounds}
-    cost |= {n: frozenset([w.node.output[0]] if w.node.op_type == "Conv" else []) for n, w in weights.items()}
+    cost = {n: sum(r.op_type == "Conv" for r in index.consumers.get(n, [])) for n in bounds}
+    cost |= {n: int(w.node.op_type == "Conv") for n, w in weights.items()}
     noise = sensitivity.tensor_noise(model, bounds | channels, sample, {n: w.rounded for n, w in weights.items()})
     convs = sum(n.op_type == "Conv" for n in model.graph.node)
     chosen, predicted = sensitivity.keep_wide(noise, target_db, cost, int(conv_share * convs))
     return _Mixed([n for n in chosen if n not in weights], [weights[n].node.name for n in chosen if n in weights],
-                  predicted, len(frozenset().union(*(cost[n] for n in chosen))))
+                  predicted, sum(cost[n] for n in chosen))
 
 
 class QuantizeInt8(Pass):

@@ -109,21 +109,19 @@ def tensor_noise(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
     return noise
 
 
-def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, frozenset[str]], max_cost: int,
+def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, int], max_cost: int,
               max_tensors: int = 64) -> tuple[list[str], float]:
     """Tensors to keep out of 8 bits, largest noise on the worst output first, until the predicted worst
     output SQNR (-10·log10 of the noise left on it) reaches `target_db`; when nothing affordable helps the
-    worst output, the next worst one is served. A tensor costs `cost[name]`, the Convs it would push out of
-    int8; the Convs pushed out, all together, stay within `max_cost`, so a tensor whose Convs are already
-    out costs nothing more (a Conv kept in float, then its 16-bit input). Returns them and the predicted
-    worst output SQNR."""
+    worst output, the next worst one is served. A tensor costs `cost[name]` (the Convs it would push out of
+    int8); the total stays within `max_cost`. Returns them and the predicted worst output SQNR."""
     names = list(noise)
     if not names:
         return [], float("inf")
     matrix = np.array([noise[n] for n in names])
     left = matrix.sum(axis=0)
     chosen: list[str] = []
-    spent: frozenset[str] = frozenset()
+    spent = 0
 
     def predicted() -> float:
         worst = float(left.max())
@@ -135,12 +133,12 @@ def keep_wide(noise: dict[str, np.ndarray], target_db: float, cost: dict[str, fr
             if -10 * np.log10(max(float(left[output]), 1e-300)) >= target_db:
                 break
             pick = next((i for i in np.argsort(-matrix[:, output]) if names[i] not in chosen
-                         and len(spent | cost.get(names[i], frozenset())) <= max_cost and matrix[i, output] > 0), None)
+                         and spent + cost.get(names[i], 0) <= max_cost and matrix[i, output] > 0), None)
             if pick is not None:
                 break
         if pick is None:
             break
         chosen.append(names[pick])
-        spent |= cost.get(names[pick], frozenset())
+        spent += cost.get(names[pick], 0)
         left = left - matrix[pick]
     return chosen, predicted()
