@@ -16,7 +16,7 @@ from real_int8 import REAL, write_images
 
 from optkit import api
 from optkit.graph.channel_deps import analyze
-from optkit.graph.numerics import cosine, run_ort
+from optkit.graph.numerics import run_ort, worst_cosines
 from optkit.pass_infra.calibration import ImagePreprocess, calibration_feeds, from_path
 
 
@@ -33,7 +33,7 @@ def measure(name: str, data: Path, targets: list[float]) -> list[dict]:
             spec = f"mobile,prune-channels{{flops={target},reconstruct={str(reconstruct).lower()},min-sqnr=-1000}}"
             result = api.optimize(source, None, passes=spec, calibration=api.calibration(data=data / "calib"))
             got = [run_ort(result.model, feeds) for feeds in samples]
-            worst = min(min(cosine(r[k], g[k]) for r, g in zip(reference, got)) for k in reference[0])
+            worst = min(worst_cosines(reference, got).values())
             stats = result.records[-1].stats
             rows.append({"model": name, "reconstruct": reconstruct, "flops_asked": target,
                          "flops_removed": stats.get("flops_removed", 0.0), "worst_cosine": worst,
