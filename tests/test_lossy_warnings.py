@@ -23,7 +23,8 @@ def test_warning_then_strict_refusal(tmp_path, save):
     warned = CliRunner().invoke(main, ["optimize", str(path), "-o", str(tmp_path / "q.onnx"), *args])
     assert warned.exit_code == 0 and (tmp_path / "q.onnx").exists()
     assert "optkit: WARNING: pass 'quantize-int8' costs more than allowed: worst output SQNR" in warned.output
-    assert "; try quantize-int8{rounding=gptq,calibrator=mse,mixed_sqnr_db=30}" in warned.output   # and the fix
+    assert "; try quantize-int8{rounding=gptq,calibrator=mse,mixed_sqnr_db=30,depthwise_channel_grids=true}" \
+        in warned.output   # and the fix
     refused = CliRunner().invoke(main, ["compile", str(path), "-t", "host", "-o", str(tmp_path / "a"), *args,
                                         "--strict"])
     assert refused.exit_code == 3 and not (tmp_path / "a").exists()

@@ -47,6 +47,8 @@ def _is_depthwise(index: GraphIndex, node: onnx.NodeProto) -> bool:
 
 def observe(model: onnx.ModelProto, feeds: list[dict], names: list[str]) -> dict[str, ChannelRange]:
     """Per tensor of `names` (NCHW): each channel's (min, max) over `feeds`, widened to hold 0."""
+    if not names:
+        return {}
     probe = with_intermediate_outputs(model, names)
     session = ort_session(probe)
     present = [n for n in names if n in {o.name for o in probe.graph.output}]
