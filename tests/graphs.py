@@ -221,14 +221,17 @@ def host_has_vnni() -> bool:
     return has_dot_product(tvm.target.Target(get_target("host").tvm_target_dict()))
 
 
-def channel_spread_net(seed: int = 7, width: int = 36) -> onnx.ModelProto:
+def channel_spread_net(seed: int = 7, width: int = 36, relu: bool = False) -> onnx.ModelProto:
     """1x1 conv → 3x3 depthwise → 1x1 projection, where the first conv's 8 output channels span 0.02 to 4
     in scale and the depthwise weights span the inverse, so each channel matters as much downstream: what a
-    grid per channel on the depthwise input is for. No ReLU before the depthwise: its input is signed, so
-    the per-channel zero points differ."""
+    grid per channel on the depthwise input is for. Without `relu` the depthwise input is signed, so the
+    per-channel zero points differ; with it they are all 0."""
     rng = np.random.default_rng(seed)
     spread = np.geomspace(0.02, 4, 8).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="expand"),
+    expand = [helper.make_node("Conv", ["x", "w1", "b1"], ["e1"], name="expand"),
+              helper.make_node("Relu", ["e1"], ["c1"], name="relu1")] if relu else [
+              helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="expand")]
+    nodes = [*expand,
              helper.make_node("Conv", ["c1", "wd", "bd"], ["c2"], name="dw", group=8, pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c2"], ["r2"], name="relu"),
              helper.make_node("Conv", ["r2", "wp", "bp"], ["y"], name="project")]

@@ -552,6 +552,24 @@ def test_arm_int8_depthwise_sums_int16_products_by_lane_and_matches_onnxruntime_
     assert steps <= 1.0 + 1e-3, steps
 
 
+def _group_conv_operands(mod) -> list[int]:
+    """The operand count of each call to a grouped integer conv in the module's Relax functions."""
+    import tvm
+    from tvm import relax
+
+    counts = []
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                if isinstance(value, relax.Call) and isinstance(value.args[0], tvm.ir.GlobalVar) \
+                        and value.args[0].name_hint.startswith("group_conv2d_int8"):
+                    counts.append(len(value.args[1].fields))
+    return counts
+
+
 @pytest.mark.emulation
 def test_a_depthwise_input_on_a_grid_per_channel_stays_integer_on_the_host_and_on_arm_under_emulation(
         tmp_path, save, sysroot_ready):
@@ -573,6 +591,13 @@ def test_a_depthwise_input_on_a_grid_per_channel_stays_integer_on_the_host_and_o
     for float_dense in (False, True):
         mod, rewritten, _ = integer_convolutions(to_relax(q, "q.onnx"), float_dense=float_dense)
         assert rewritten == 3, float_dense
+    # On Arm all three run in the grouped form; the depthwise one takes each channel's zero point too.
+    assert _group_conv_operands(mod) == [2, 3, 2]
+    # After a ReLU every channel's zero point is 0: one immediate, no operand (pose int8 on a Cortex-A72
+    # model: 202.0 M instructions either way; read per channel, 211.4 M).
+    relu_q, _ = PassManager(build_passes("quantize-int8{depthwise_channel_grids=true}")).run(
+        channel_spread_net(relu=True), PassContext(calibration=from_python(samples)))
+    assert _group_conv_operands(integer_convolutions(to_relax(relu_q, "r.onnx"), float_dense=True)[0]) == [2, 2, 2]
     mod, folded = folded_requantize(mod)
     assert folded == 3 and mod.script().count("R.quantize(") == 1       # only the graph input's is left
     path = save(q, "q.onnx")

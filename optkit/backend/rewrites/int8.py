@@ -272,14 +272,17 @@ def per_tensor_qparams(call) -> tuple[float, int] | None:
     return float(np.float32(scale.reshape(-1)[0])), int(zero_point.reshape(-1)[0])
 
 
-def per_channel_qparams(call, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(scale float64 [C], zero point int64 [C]) of a quantize or dequantize of an NCHW tensor along axis 1
-    with `channels` constant scales and zero points, or None."""
+def per_channel_qparams(call, channels: int) -> tuple[np.ndarray, np.ndarray | int] | None:
+    """(scale float64 [C], zero point) of a quantize or dequantize of an NCHW tensor along axis 1 with
+    `channels` constant scales and zero points, or None. The zero point is one int where all channels share
+    it (a ReLU's output: 0), so the code keeps it an immediate; else int64 [C]."""
     scale, zero_point = constant_value(call.args[1]), constant_value(call.args[2])
     if scale is None or zero_point is None or scale.size != channels or zero_point.size != channels \
             or int(call.attrs.axis) not in (1, -3):
         return None
-    return scale.reshape(-1).astype(np.float32).astype(np.float64), zero_point.reshape(-1).astype(np.int64)
+    zero_point = zero_point.reshape(-1).astype(np.int64)
+    shared = int(zero_point[0]) if np.all(zero_point == zero_point[0]) else zero_point
+    return scale.reshape(-1).astype(np.float32).astype(np.float64), shared
 
 
 def reciprocal(scale: float) -> float:
