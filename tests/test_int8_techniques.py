@@ -370,3 +370,10 @@ def test_depthwise_inputs_get_a_grid_per_channel_that_lowers_the_error():
     # on a per-channel output grid; optkit's optimized sessions of such graphs stop at the basic ones.
     optimized = ort_session(q_per, optimize=True).run(["y"], {"x": x})[0]
     np.testing.assert_allclose(optimized, run_ort(q_per, {"x": x})["y"], atol=1e-5)
+    # Symmetric int8 activations: a symmetric grid per channel, zero points 0.
+    q_sym_one, _ = PassManager(build_passes("quantize-int8{activations=int8}")).run(model, ctx)
+    q_sym, (sym,) = PassManager(build_passes("quantize-int8{activations=int8,depthwise_channel_grids=true}")).run(model, ctx)
+    assert sym.stats["channel_grid_tensors"] == 1
+    (zero,) = [numpy_helper.to_array(t) for t in q_sym.graph.initializer if "channel_zero_point" in t.name]
+    assert zero.dtype == np.int8 and not zero.any()
+    assert sqnr_db(ref, run_ort(q_sym, {"x": x})["y"]) > sqnr_db(ref, run_ort(q_sym_one, {"x": x})["y"]) + 10
