@@ -221,7 +221,7 @@ def host_has_vnni() -> bool:
     return has_dot_product(tvm.target.Target(get_target("host").tvm_target_dict()))
 
 
-def channel_spread_net(seed: int = 7, width: int = 36, relu: bool = False) -> onnx.ModelProto:
+def channel_spread_net(seed: int = 7, width: int = 36, relu: bool = False, stride: int = 1) -> onnx.ModelProto:
     """1x1 conv → 3x3 depthwise → 1x1 projection, where the first conv's 8 output channels span 0.02 to 4
     in scale and the depthwise weights span the inverse, so each channel matters as much downstream: what a
     grid per channel on the depthwise input is for. Without `relu` the depthwise input is signed, so the
@@ -232,10 +232,12 @@ def channel_spread_net(seed: int = 7, width: int = 36, relu: bool = False) -> on
               helper.make_node("Relu", ["e1"], ["c1"], name="relu1")] if relu else [
               helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="expand")]
     nodes = [*expand,
-             helper.make_node("Conv", ["c1", "wd", "bd"], ["c2"], name="dw", group=8, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c1", "wd", "bd"], ["c2"], name="dw", group=8, pads=[1, 1, 1, 1],
+                              strides=[stride, stride]),
              helper.make_node("Relu", ["c2"], ["r2"], name="relu"),
              helper.make_node("Conv", ["r2", "wp", "bp"], ["y"], name="project")]
     inits = [init("w1", rand(rng, 8, 4, 1, 1) * spread[:, None, None, None]),
              init("b1", (rand(rng, 8) + 0.3) * spread), init("wd", rand(rng, 8, 1, 3, 3) / spread[:, None, None, None]),
              init("bd", rand(rng, 8)), init("wp", rand(rng, 6, 8, 1, 1)), init("bp", rand(rng, 6))]
-    return make(nodes, [fin("x", [1, 4, 13, width])], [fin("y", [1, 6, 13, width])], inits)
+    out = [(size - 1) // stride + 1 for size in (13, width)]
+    return make(nodes, [fin("x", [1, 4, 13, width])], [fin("y", [1, 6, *out])], inits)

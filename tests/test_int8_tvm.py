@@ -576,15 +576,20 @@ def test_a_depthwise_input_on_a_grid_per_channel_stays_integer_on_the_host_and_o
     """passes/int8/channel_grids.py's grid per channel (here with different, non-zero zero points) keeps the
     depthwise layer an integer conv: each channel's zero point subtracted in its sum, s_x[c] * s_w[c] in the
     rescale; the layer writing that tensor folds its per-channel requantize (Arm). All three convs are
-    rewritten, every quantize after a conv is folded, and the host build and the rk3399 build (int16 sums
-    by lane) run under qemu are onnxruntime's within one step."""
+    rewritten, every quantize after a conv is folded, and the host and rk3399 builds (run under qemu) are
+    onnxruntime's within one step on each Arm form of the depthwise sums: 36 columns (int16 by lane), 35
+    (float32) and stride 2 on 36 (columns copied into phases)."""
     from optkit.backend.rewrites.int8 import integer_convolutions
     from optkit.backend.rewrites.requantize import folded_requantize
 
     rng = np.random.default_rng(21)
-    samples = [rng.uniform(-1, 1, (1, 4, 13, 36)).astype(np.float32) for _ in range(8)]
-    q, (record,) = PassManager(build_passes("quantize-int8{depthwise_channel_grids=true}")).run(
-        channel_spread_net(), PassContext(calibration=from_python(samples)))
+
+    def quantized(width: int, **kwargs):
+        samples = [rng.uniform(-1, 1, (1, 4, 13, width)).astype(np.float32) for _ in range(8)]
+        return PassManager(build_passes("quantize-int8{depthwise_channel_grids=true}")).run(
+            channel_spread_net(width=width, **kwargs), PassContext(calibration=from_python(samples)))
+
+    q, (record,) = quantized(36)
     assert record.stats["channel_grid_tensors"] == 1
     zero_points = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name.startswith("c1_channel_zero"))
     assert len(set(zero_points.tolist())) > 1
@@ -595,19 +600,22 @@ def test_a_depthwise_input_on_a_grid_per_channel_stays_integer_on_the_host_and_o
     assert _group_conv_operands(mod) == [2, 3, 2]
     # After a ReLU every channel's zero point is 0: one immediate, no operand (pose int8 on a Cortex-A72
     # model: 202.0 M instructions either way; read per channel, 211.4 M).
-    relu_q, _ = PassManager(build_passes("quantize-int8{depthwise_channel_grids=true}")).run(
-        channel_spread_net(relu=True), PassContext(calibration=from_python(samples)))
+    relu_q, _ = quantized(36, relu=True)
     assert _group_conv_operands(integer_convolutions(to_relax(relu_q, "r.onnx"), float_dense=True)[0]) == [2, 2, 2]
     mod, folded = folded_requantize(mod)
     assert folded == 3 and mod.script().count("R.quantize(") == 1       # only the graph input's is left
-    path = save(q, "q.onnx")
+    cases = [(36, 1), (35, 1), (36, 2)]
+    both = side_by_side([q, *(quantized(width, stride=stride)[0] for width, stride in cases[1:])])
+    path = save(both, "q.onnx")
     compile_model(path, get_target("host"), tmp_path / "host", passes="")
     compile_model(path, get_target("rk3399"), tmp_path / "arm", passes="", validate="off")
-    out_scale = next(numpy_helper.to_array(t) for t in q.graph.initializer if t.name == "y_scale")
-    x = rng.uniform(-1, 1, (1, 4, 13, 36)).astype(np.float32)
-    host_steps = np.abs(run_artifact(tmp_path / "host", {"x": x}).outputs["y"] - run_ort(q, {"x": x})["y"]) / out_scale
-    assert host_steps.max() <= 1.0 + 1e-3
-    assert _emulated_steps(tmp_path / "arm", q, {"x": x}) <= 1.0 + 1e-3
+    feeds = {f"b{k}_x": rng.uniform(-1, 1, (1, 4, 13, width)).astype(np.float32) for k, (width, _) in enumerate(cases)}
+    expected = run_ort(both, feeds)
+    for built in (run_artifact(tmp_path / "host", feeds), run_artifact(tmp_path / "arm", feeds, emulate=True)):
+        for k in range(len(cases)):
+            out_scale = next(numpy_helper.to_array(t) for t in both.graph.initializer if t.name == f"b{k}_y_scale")
+            steps = np.abs(built.outputs[f"b{k}_y"] - expected[f"b{k}_y"]) / float(out_scale)
+            assert steps.max() <= 1.0 + 1e-3, (cases[k], steps.max())
 
 
 @pytest.mark.parametrize("kind_name", ["sdot", "smull"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from optkit.passes.int8 import channel_grids
 
 from optkit.core.resources import bounded_ort_run
 from optkit.graph.numerics import ort_session
@@ -24,10 +25,8 @@ def fake_quantize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _qparams(lo, hi) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (scale, zero point) over [lo, hi]: scalars, or vectors for a grid per channel."""
-    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
-    scale = np.where(hi > lo, (hi - lo) / 255, 1.0).astype(np.float32)
-    return scale, np.clip(np.round(-lo / scale), 0, 255).astype(np.uint8)
+    """uint8 (scale, zero point) over [lo, hi] widened to hold 0: scalars, or vectors for a grid per channel."""
+    return channel_grids.channel_qparams(np.minimum(lo, 0.0), np.maximum(hi, 0.0), np.uint8)
 
 
 def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
