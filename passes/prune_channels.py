@@ -2,7 +2,9 @@
 
 Channels are chosen per dependency group (optkit.graph.channel_deps: residuals coupled, concat offsets
 mapped, depthwise convs and per-channel ops following) by filter norm (L1 or L2, or BatchNormalization
-scale when BNs are still there), uniformly per group, globally, or until a FLOP reduction target is met.
+scale when BNs are still there) or by what removing each one costs the outputs on calibration data per
+FLOP it saves (`impact`, optkit.graph.channel_impact), uniformly per group, globally, or until a FLOP
+reduction target is met.
 Removing channels changes what the next convolution sees; with no retraining available, each consumer
 conv's weights are re-solved by ridge least squares so that, on calibration data, it reproduces its
 original output from the channels that are left (channel selection + reconstruction, as in He et al.
@@ -17,6 +19,7 @@ import onnx
 
 from optkit.core.errors import OptionError
 from optkit.graph.channel_deps import Dependencies, analyze, channel_importance
+from optkit.graph.channel_impact import channel_impact
 from optkit.graph.im2col import conv_patches
 from optkit.graph.index import GraphIndex, remove_unused_initializers
 from optkit.graph.numerics import run_ort, with_intermediate_outputs
@@ -26,6 +29,7 @@ from optkit.pass_infra.contract import Pass, PassContext, PassOption, PassResult
 
 MAX_ROWS = 24_000       # least-squares rows sampled per consumer
 RIDGE = 1e-4            # relative ridge strength
+IMPACT_SAMPLES = 4      # calibration samples each channel's removal is measured on (criterion=impact)
 
 
 def select(deps: Dependencies, scores: dict[int, np.ndarray], ratio: float, mode: str, min_keep: int,
@@ -167,6 +171,22 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, sliced: dict
     return errors
 
 
+def impact_per_flop(model: onnx.ModelProto, deps: Dependencies, feeds: list[dict[str, np.ndarray]]
+                    ) -> dict[int, np.ndarray]:
+    """Per prunable group, each channel's measured cost to the worst output (channel_impact) divided by the
+    share of the model's FLOPs its removal saves, so that one ranking serves every group: a channel of a
+    wide late layer saves less than one of an early high-resolution layer."""
+    impact = channel_impact(model, deps, feeds)
+    base = model_stats(model).flops
+    scores = {}
+    for gid, cost in impact.items():
+        trial = copy_model(model)
+        apply(trial, deps, {gid: np.arange(1, deps.groups[gid].size)})
+        saved = 1 - model_stats(trial).flops / base if base else 0.0
+        scores[gid] = cost / saved if saved > 0 else np.full_like(cost, np.inf)
+    return scores
+
+
 def _shortfall(cfg, removed: float, deps: Dependencies) -> str:
     """What the pass could not do that it was asked to (the pass contract's `shortfall` stat: compile warns,
     --strict refuses), naming why: how many groups were prunable and the reasons the others were refused."""
@@ -191,9 +211,11 @@ class PruneChannels(Pass):
         "mode": PassOption(choice("uniform", "global"), "uniform", "uniform: same ratio per group; global: "
                                                                     "lowest-scored channels network-wide"),
         "flops": PassOption(float, 0.0, "instead of ratio: remove at least this fraction of FLOPs (e.g. 0.3)"),
-        "criterion": PassOption(choice("l1", "l2", "bn"), "l1", "rank channels by filter L1 / L2 norm, or by the "
-                                                                 "scale of the BatchNormalization after them (run "
-                                                                 "before fold-bn)"),
+        "criterion": PassOption(choice("l1", "l2", "bn", "impact"), "l1",
+                                "rank channels by filter L1 / L2 norm, by the scale of the BatchNormalization after "
+                                "them (run before fold-bn), or by what removing each costs the worst output on "
+                                "calibration data per FLOP saved (impact; with mode=global it also chooses how much "
+                                "each group loses)"),
         "reconstruct": PassOption(bool, True, "re-solve consumer weights by least squares on calibration data"),
         "min-channels": PassOption(int, 4, "never leave a group with fewer channels"),
         "min-sqnr": PassOption(float, 0.0, "fail if the worst output SQNR (dB, calibration data) falls below this"),
@@ -208,7 +230,11 @@ class PruneChannels(Pass):
         if not 0 <= cfg["ratio"] < 1 or not 0 <= cfg["flops"] < 1:
             raise OptionError("pass 'prune-channels': ratio and flops must be in [0, 1)")
         deps = analyze(model)
-        scores = channel_importance(model, deps, cfg["criterion"])
+        if cfg["criterion"] == "impact":
+            calibration = self._calibration(ctx, "measures criterion=impact on calibration data")
+            scores = impact_per_flop(model, deps, calibration_feeds(calibration, model, IMPACT_SAMPLES))
+        else:
+            scores = channel_importance(model, deps, cfg["criterion"])
         only = {int(g) for g in cfg["groups"].split(";") if g} or None
         if only and not only <= {g.gid for g in deps.prunable()}:
             raise OptionError(f"pass 'prune-channels': groups {sorted(only)} are not all prunable; prunable: "
@@ -231,13 +257,18 @@ class PruneChannels(Pass):
             stats["shortfall"] = shortfall
         original = original_model
         if cfg["reconstruct"] and sliced:
-            if ctx.calibration is None:
-                raise OptionError("pass 'prune-channels' reconstructs from calibration data: give --calibration "
-                                  "MODEL_NAME or --calibration-data FILE.npz (or reconstruct=false)")
-            feeds = calibration_feeds(ctx.calibration, original, 8)
+            calibration = self._calibration(ctx, "reconstructs from calibration data (reconstruct=false does not)")
+            feeds = calibration_feeds(calibration, original, 8)
             errors = reconstruct(original, model, sliced, feeds, ctx.seed)
             stats["reconstruction_rel_error_max"] = max(errors.values())
         return PassResult(model, bool(keep), stats)
+
+    @staticmethod
+    def _calibration(ctx: PassContext, why: str):
+        if ctx.calibration is None:
+            raise OptionError(f"pass 'prune-channels' {why}: give --calibration MODEL_NAME or --calibration-data "
+                              "FILE.npz (or a folder of images)")
+        return ctx.calibration
 
     @staticmethod
     def _ratio_for_flops(model, deps, scores, cfg) -> float:

@@ -170,3 +170,52 @@ def test_channel_padding_couples_the_stream_with_half_the_branch_and_shrinks_wit
     assert pads[5] == 6                                   # two of the eight zero channels went with their partners
     x = make_inputs(model, seed=3)
     np.testing.assert_allclose(run_ort(pruned, x)["y"], run_ort(model, x)["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_impact_is_measured_exactly_and_finds_the_channel_filter_norms_keep():
+    """criterion=impact: the masked probe computes exactly what removing the masked channels computes, and
+    a channel with the largest filter that the network after it ignores (its depthwise filter is zero) is
+    what impact prunes first, where L1 keeps it."""
+    from optkit.graph.channel_impact import channel_impact, masked_probe
+
+    model = prune_net()
+    weights = {t.name: t for t in model.graph.initializer}
+    wb, wdw = (numpy_helper.to_array(weights[n]).copy() for n in ("wb", "wdw"))
+    wb[0] *= 8                                    # conv_b's channel 0: the largest filter by far
+    wdw[0] = 0                                    # ... and the depthwise layer after it drops it
+    for name, value in (("wb", wb), ("wdw", wdw)):
+        weights[name].CopyFrom(numpy_helper.from_array(value, name))
+    deps = analyze(model)
+    probe, masks = masked_probe(model, deps)
+    onnx.checker.check_model(probe, full_check=True)
+    rng = np.random.default_rng(3)
+    removed = {g.gid: rng.choice(g.size, g.size // 2, replace=False) for g in deps.prunable()}
+    feeds = make_inputs(model, seed=7)
+    mask_feeds = {masks[g.gid]: np.ones(g.size, np.float32) for g in deps.prunable()}
+    for gid, channels in removed.items():
+        mask_feeds[masks[gid]][channels] = 0
+    pruned = onnx.ModelProto()
+    pruned.CopyFrom(model)
+    apply(pruned, deps, {gid: np.setdiff1d(np.arange(deps.groups[gid].size), ch) for gid, ch in removed.items()})
+    np.testing.assert_allclose(run_ort(probe, {**feeds, **mask_feeds}, ["y"])["y"], run_ort(pruned, feeds)["y"],
+                               rtol=1e-5, atol=1e-5)
+
+    group = next(g for g in deps.prunable() if g.producers == ["conv_b"])
+    impact = channel_impact(model, deps, calib(model, 3)())
+    assert impact[group.gid][0] == 0 and (np.delete(impact[group.gid], 0) > 1e-4).all()
+    assert channel_importance(model, deps)[group.gid].argmax() == 0
+    ctx = PassContext(calibration=calib(model))
+    kept = {}
+    for criterion in ("l1", "impact"):
+        out, _ = PassManager([PruneChannels(ratio=0.1, criterion=criterion, reconstruct=False,
+                                            **{"min-channels": 1})]).run(model, ctx)
+        kept[criterion] = numpy_helper.to_array(next(t for t in out.graph.initializer if t.name.startswith("wdw")))
+    assert len(kept["l1"]) == len(kept["impact"]) == 11
+    assert not np.any(kept["l1"][0]) and np.all(np.abs(kept["impact"]).sum(axis=(1, 2, 3)) > 0)
+
+
+def test_impact_needs_calibration_data():
+    from optkit.core.errors import OptionError
+
+    with pytest.raises(OptionError, match="measures criterion=impact on calibration data"):
+        PassManager(build_passes("prune-channels{criterion=impact,reconstruct=false}")).run(prune_net())
