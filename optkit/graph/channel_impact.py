@@ -15,6 +15,8 @@ measures every channel in one onnxruntime session: one run per channel and sampl
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -72,10 +74,30 @@ def masked_probe(model: onnx.ModelProto, deps: Dependencies) -> tuple[onnx.Model
     return probe, masks
 
 
+_MEASURED: dict[str, dict[int, np.ndarray]] = {}     # by content: one measurement serves every FLOP target
+
+
+def _key(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> str:
+    digest = hashlib.sha256(model.SerializeToString(deterministic=True))
+    for feed in feeds:
+        for name in sorted(feed):
+            digest.update(name.encode() + str(feed[name].shape).encode() + np.ascontiguousarray(feed[name]).tobytes())
+    return digest.hexdigest()
+
+
 def channel_impact(model: onnx.ModelProto, deps: Dependencies, feeds: list[dict[str, np.ndarray]]
                    ) -> dict[int, np.ndarray]:
     """Per prunable group, per channel: the noise-to-signal power ratio of the worst output over `feeds`
-    when that channel alone is removed (0: the channel does nothing; 1: as far off as outputs of zeros)."""
+    when that channel alone is removed (0: the channel does nothing; 1: as far off as outputs of zeros).
+    Measured once per model and samples in a process (bench/real_prune.py asks for several targets)."""
+    key = _key(model, feeds)
+    if key not in _MEASURED:
+        _MEASURED.clear()
+        _MEASURED[key] = _measure(model, deps, feeds)
+    return {gid: scores.copy() for gid, scores in _MEASURED[key].items()}
+
+
+def _measure(model: onnx.ModelProto, deps: Dependencies, feeds: list[dict[str, np.ndarray]]) -> dict[int, np.ndarray]:
     probe, masks = masked_probe(model, deps)
     session = ort_session(probe)
     ones = {m: np.ones(deps.groups[g].size, np.float32) for g, m in masks.items()}
