@@ -233,6 +233,12 @@ class PruneChannels(Pass):
     def output_sqnr_floor(self) -> float:
         return self.config["min-sqnr"]
 
+    def loss_remedy(self) -> str:
+        if self.config["criterion"] != "impact":
+            return ("try prune-channels{criterion=impact,mode=global}, which removes the channels that cost the "
+                    "outputs least per FLOP, measured on calibration data (docs/real-prune.md)")
+        return "a smaller flops target (docs/real-prune.md)"
+
     def run(self, model, ctx: PassContext) -> PassResult:
         cfg = self.config
         if not 0 <= cfg["ratio"] < 1 or not 0 <= cfg["flops"] < 1:

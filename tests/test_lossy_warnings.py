@@ -65,3 +65,14 @@ def test_pruning_that_cannot_reach_its_target_says_so(tmp_path, save):
     assert "fell short: removed 0.0% of FLOPs, asked for 30% of FLOPs: 0 of 1 channel groups prunable" in warned.output
     refused = CliRunner().invoke(main, ["optimize", str(path), "-o", str(tmp_path / "p2.onnx"), *spec, "--strict"])
     assert refused.exit_code == 3 and "(--strict)" in refused.output and not (tmp_path / "p2.onnx").exists()
+
+
+def test_a_costly_prune_suggests_the_measured_criterion(tmp_path, save):
+    from graphs import prune_net
+
+    path = save(prune_net(), "p.onnx")
+    args = ["--passes", "prune-channels{ratio=0.5,reconstruct=false,min-sqnr=-1000}", "--min-sqnr", "60"]
+    warned = CliRunner().invoke(main, ["optimize", str(path), "-o", str(tmp_path / "pruned.onnx"), *args])
+    assert warned.exit_code == 0, warned.output
+    assert "pass 'prune-channels{" in warned.output and "costs more than allowed" in warned.output
+    assert "; try prune-channels{criterion=impact,mode=global}" in warned.output
