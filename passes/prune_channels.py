@@ -33,7 +33,7 @@ RIDGE = 1e-4            # relative ridge strength
 IMPACT_SAMPLES = 4      # calibration samples each channel's removal is measured on (criterion=impact)
 # Calibration samples the least-squares reconstruction is solved on. Solved on 8, it fitted those images and
 # lost on others: palm_detection_lite at 5 % of FLOPs held-out worst cosine 0.971 (8) -> 0.991 (32),
-# hand_landmark_lite 0.880 -> 0.984; more rows from the same 8 images did not help (docs/real-prune.md).
+# hand_landmark_lite 0.880 -> 0.984; more rows from the same images changed little (docs/real-prune.md).
 RECONSTRUCT_SAMPLES = 32
 
 
@@ -244,9 +244,11 @@ class PruneChannels(Pass):
         if not 0 <= cfg["ratio"] < 1 or not 0 <= cfg["flops"] < 1:
             raise OptionError("pass 'prune-channels': ratio and flops must be in [0, 1)")
         deps = analyze(model)
+        impact_feeds = []
         if cfg["criterion"] == "impact":
             calibration = self._calibration(ctx, "measures criterion=impact on calibration data")
-            scores = impact_per_flop(model, deps, calibration_feeds(calibration, model, IMPACT_SAMPLES))
+            impact_feeds = calibration_feeds(calibration, model, IMPACT_SAMPLES)
+            scores = impact_per_flop(model, deps, impact_feeds)
         else:
             scores = channel_importance(model, deps, cfg["criterion"])
         only = {int(g) for g in cfg["groups"].split(";") if g} or None
@@ -266,6 +268,8 @@ class PruneChannels(Pass):
                  "refused": {str(g.gid): g.refused for g in deps.groups.values() if g.refused}}
         removed = 1 - model_stats(model).flops / flops_before if flops_before else 0.0
         stats["flops_removed"] = round(removed, 4)
+        if impact_feeds:
+            stats["impact_samples"] = len(impact_feeds)
         shortfall = _shortfall(cfg, removed, deps)
         if shortfall:
             stats["shortfall"] = shortfall

@@ -207,9 +207,10 @@ def test_impact_is_measured_exactly_and_finds_the_channel_filter_norms_keep():
     ctx = PassContext(calibration=calib(model))
     kept = {}
     for criterion in ("l1", "impact"):
-        out, _ = PassManager([PruneChannels(ratio=0.1, criterion=criterion, reconstruct=False,
+        out, records = PassManager([PruneChannels(ratio=0.1, criterion=criterion, reconstruct=False,
                                             **{"min-channels": 1})]).run(model, ctx)
         kept[criterion] = numpy_helper.to_array(next(t for t in out.graph.initializer if t.name.startswith("wdw")))
+        assert records[0].stats.get("impact_samples") == (4 if criterion == "impact" else None)
     assert len(kept["l1"]) == len(kept["impact"]) == 11
     assert not np.any(kept["l1"][0]) and np.all(np.abs(kept["impact"]).sum(axis=(1, 2, 3)) > 0)
 
