@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from optkit.core.resources import bounded_ort_run
 from optkit.graph.channel_deps import Dependencies
-from optkit.graph.index import GraphIndex
+from optkit.graph.index import GraphIndex, insert_after_producers
 from optkit.graph.numerics import ort_session
 
 
@@ -62,15 +62,11 @@ def masked_probe(model: onnx.ModelProto, deps: Dependencies) -> tuple[onnx.Model
                            helper.make_node("Reshape", [p + "_m", p + "_shape"], [p + "_m4"]),
                            helper.make_node("Mul", [tensor, p + "_m4"], [p])]
         renames[tensor] = p
-    ordered = [helper.make_node("Concat", [*masks.values(), "_optkit_mask_one"], [every_mask], axis=0)]
-    for node in graph.node:                # each masked tensor right after its producer (a group's channels
-        ordered.append(node)               # are always some Conv's outputs, never a graph input)
-        for out in node.output:
-            ordered.extend(spliced.pop(out, []))
+    for node in graph.node:
         if node.op_type in ("Conv", "ConvTranspose") and (node.name or node.output[0]) in deps.consumers:
             node.input[0] = renames.get(node.input[0], node.input[0])
-    del graph.node[:]
-    graph.node.extend(ordered)
+    insert_after_producers(graph, spliced,
+                           head=[helper.make_node("Concat", [*masks.values(), "_optkit_mask_one"], [every_mask], axis=0)])
     return probe, masks
 
 

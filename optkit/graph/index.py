@@ -85,6 +85,22 @@ def attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
+def insert_after_producers(graph: onnx.GraphProto, after: dict[str, list[onnx.NodeProto]],
+                           head: list[onnx.NodeProto] | None = None) -> None:
+    """Reorder `graph.node` so that `head` comes first, then each tensor's nodes of `after` right after the
+    node producing that tensor (first, for a graph input or initializer): topological order kept when the
+    new nodes read only that tensor and constants."""
+    produced = {out for node in graph.node for out in node.output}
+    pending = dict(after)
+    ordered = list(head or []) + [n for name in after if name not in produced for n in pending.pop(name)]
+    for node in graph.node:
+        ordered.append(node)
+        for out in node.output:
+            ordered.extend(pending.pop(out, []))
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def remove_unused_initializers(graph: onnx.GraphProto) -> int:
     """Drop initializers nothing reads (and their graph-input entries, in old-IR models)."""
     used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from optkit.passes.int8 import channel_grids
 
 from optkit.core.resources import bounded_ort_run
+from optkit.graph.index import insert_after_producers
 from optkit.graph.numerics import ort_session
 
 
@@ -70,13 +71,7 @@ def with_switches(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]
         for k, name in enumerate(node.input):
             if name in renames:
                 node.input[k] = renames[name]
-    ordered = weight_nodes + [n for i in graph.input if i.name in spliced for n in spliced.pop(i.name)]
-    for node in graph.node:
-        ordered.append(node)
-        for o in node.output:
-            ordered.extend(spliced.pop(o, []))
-    del graph.node[:]
-    graph.node.extend(ordered)
+    insert_after_producers(graph, spliced, head=weight_nodes)
     return out, switches
 
 
